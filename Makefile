@@ -1,0 +1,119 @@
+# ngx_http_kafka_stream_module: module, producer, embedded broker, tests.
+#
+#   make            build everything under build/ (installs missing packages)
+#   make test       build, then run the whole suite (prove -r t/)
+#   make demo       run broker + nginx + producer on a sample video
+#   make install    module, load_module snippet and producer into the system
+#   make clean      remove build/
+
+SHELL := /bin/bash
+
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+NGX_SRC    ?= /usr/share/nginx/src
+NGX_BIN    ?= /usr/sbin/nginx
+NGX_MODDIR ?= /usr/lib/nginx/modules
+NGX_AVAIL  ?= /usr/share/nginx/modules-available
+
+BUILD := $(CURDIR)/build
+MODULE := ngx_http_kafka_stream_module
+MODULE_SO := build/$(MODULE).so
+PRODUCER := build/kafka-stream-producer
+BROKER := build/kafka-stream-broker
+
+CC ?= cc
+CFLAGS ?= -O2 -g
+WARN := -Wall -Wextra -Wno-unused-parameter
+SANITIZERS := -fsanitize=address,undefined -fno-omit-frame-pointer
+SAN_FLAGS := $(if $(filter 1,$(SANITIZE)),$(SANITIZERS))
+
+PKGS_PRODUCER := libavformat libavcodec libswscale libavutil libpng rdkafka
+PRODUCER_SRCS := $(wildcard producer/*.c)
+PRODUCER_OBJS := $(PRODUCER_SRCS:producer/%.c=build/producer/%.o)
+
+.PHONY: all build deps module producer broker smoke test demo install \
+        uninstall clean
+
+all: deps
+	@$(MAKE) --no-print-directory build
+
+build: $(MODULE_SO) $(PRODUCER) $(BROKER)
+
+deps:
+	@tools/install-deps
+
+module: $(MODULE_SO)
+producer: $(PRODUCER)
+broker: $(BROKER)
+
+
+# The module is compiled the way Debian compiles its own dynamic modules:
+# Debian's nginx source and configure flags, --with-compat, so that the
+# module's signature matches /usr/sbin/nginx and load_module accepts it.
+
+build/nginx/Makefile: config
+	@mkdir -p build/nginx
+	cd $(NGX_SRC) && . ./conf_flags \
+	    && ./configure --with-compat "$${NGX_CONF_FLAGS[@]}" \
+	        --add-dynamic-module=$(CURDIR) --builddir=$(BUILD)/nginx \
+	        > $(BUILD)/nginx/configure.log \
+	    || { tail -20 $(BUILD)/nginx/configure.log; exit 1; }
+
+$(MODULE_SO): build/nginx/Makefile $(MODULE).c
+	$(MAKE) -f $(BUILD)/nginx/Makefile -C $(NGX_SRC) modules
+	cp build/nginx/$(MODULE).so $@
+
+
+build/producer/%.o: producer/%.c
+	@mkdir -p build/producer
+	$(CC) $(CFLAGS) $(SAN_FLAGS) $(WARN) -MMD -MP \
+	    $$(pkg-config --cflags $(PKGS_PRODUCER)) -c -o $@ $<
+
+$(PRODUCER): $(PRODUCER_OBJS)
+	$(CC) $(CFLAGS) $(SAN_FLAGS) -o $@ $^ \
+	    $$(pkg-config --libs $(PKGS_PRODUCER)) -lpthread -lm
+
+$(BROKER): broker/main.c
+	@mkdir -p build
+	$(CC) $(CFLAGS) $(SAN_FLAGS) $(WARN) -o $@ $< \
+	    $$(pkg-config --cflags --libs rdkafka)
+
+-include $(PRODUCER_OBJS:.o=.d)
+
+
+# nginx -t on a configuration that loads the built module
+
+smoke: $(MODULE_SO)
+	@mkdir -p build/smoke/logs
+	@sed -e 's|@MODULE@|$(CURDIR)/$(MODULE_SO)|' t/smoke.conf \
+	    > build/smoke/nginx.conf
+	$(NGX_BIN) -t -q -p $(BUILD)/smoke/ -c nginx.conf -e stderr
+	@echo "smoke: nginx -t accepts $(MODULE_SO)"
+
+
+# Test::Nginx: upstream's when it is installed, else ours from t/lib
+
+TEST_ENV = TEST_NGINX_BINARY=$(NGX_BIN) \
+    TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(MODULE_SO) \
+    TEST_NGINX_KAFKA_BIN=$(BUILD) \
+    PERL5LIB=$(CURDIR)/t/helper$$(perl -MTest::Nginx::Socket -e1 \
+        2>/dev/null || echo ":$(CURDIR)/t/lib")$${PERL5LIB:+:$$PERL5LIB}
+
+test: all
+	@$(MAKE) --no-print-directory smoke
+	$(TEST_ENV) prove -r $(if $(T),$(T),t/)
+
+
+install: build
+	install -D -m 0644 $(MODULE_SO) $(DESTDIR)$(NGX_MODDIR)/$(MODULE).so
+	install -D -m 0644 conf/mod-http-kafka-stream.conf \
+	    $(DESTDIR)$(NGX_AVAIL)/mod-http-kafka-stream.conf
+	install -D -m 0755 $(PRODUCER) $(DESTDIR)$(PREFIX)/bin/kafka-stream-producer
+
+uninstall:
+	rm -f $(DESTDIR)$(NGX_MODDIR)/$(MODULE).so \
+	    $(DESTDIR)$(NGX_AVAIL)/mod-http-kafka-stream.conf \
+	    $(DESTDIR)$(PREFIX)/bin/kafka-stream-producer
+
+clean:
+	rm -rf build t/servroot
