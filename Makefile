@@ -20,6 +20,7 @@ MODULE := ngx_http_kafka_stream_module
 MODULE_SO := build/$(MODULE).so
 PRODUCER := build/kafka-stream-producer
 BROKER := build/kafka-stream-broker
+TEST_PRODUCE := build/kafka-produce
 
 CC ?= cc
 CFLAGS ?= -O2 -g
@@ -37,7 +38,7 @@ PRODUCER_OBJS := $(PRODUCER_SRCS:producer/%.c=build/producer/%.o)
 all: deps
 	@$(MAKE) --no-print-directory build
 
-build: $(MODULE_SO) $(PRODUCER) $(BROKER)
+build: $(MODULE_SO) $(PRODUCER) $(BROKER) $(TEST_PRODUCE)
 
 deps:
 	@tools/install-deps
@@ -77,6 +78,12 @@ $(BROKER): broker/main.c
 	@mkdir -p build
 	$(CC) $(CFLAGS) $(SAN_FLAGS) $(WARN) -o $@ $< \
 	    $$(pkg-config --cflags --libs rdkafka)
+
+# test helper (owned by t/helper): produces messages with arbitrary bytes
+# in keys and header values, for t/helper/KafkaStream/Test.pm
+$(TEST_PRODUCE): t/helper/kafka-produce.c
+	@mkdir -p build
+	$(CC) $(CFLAGS) $(WARN) -o $@ $< $$(pkg-config --cflags --libs rdkafka)
 
 -include $(PRODUCER_OBJS:.o=.d)
 
