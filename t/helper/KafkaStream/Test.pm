@@ -363,8 +363,9 @@ sub multipart_parts {
     for my $piece (@pieces) {
         last if $piece =~ /^--/;
         $piece =~ s/^[ \t]*\r?\n//;
-        my ($head, $data) = split /\r?\n\r?\n/, $piece, 2;
-        ($head, $data) = ('', $head) if !defined $data;
+        # the headers end at the first empty line (there may be none)
+        my ($head, $data) = $piece =~ /\A(.*?)(?:\A|\r?\n)\r?\n(.*)\z/s
+            or next;
         my %h;
         for my $line (split /\r?\n/, $head) {
             $h{lc $1} = $2 if $line =~ /^([^:]+):\s*(.*?)\s*$/;

@@ -252,7 +252,6 @@ sub printable {
 
     return '' if !defined $s;
     $s = substr($s, 0, $max) . '...' if defined $max && length $s > $max;
-    $s =~ s/\\/\\\\/g;
     $s =~ s/\r/\\r/g;
     $s =~ s/\n/\\n/g;
     $s =~ s/([^\x20-\x7e])/sprintf '\\x%02x', ord $1/ge;

@@ -33,6 +33,9 @@ our $ServerAddr = '127.0.0.1';
 our $ServerPort = $ENV{TEST_NGINX_SERVER_PORT} || $ENV{TEST_NGINX_PORT}
                   || 1984;
 our $ServerPortForClient = $ServerPort;
+
+# for "--- config" and eval'ed sections alike
+$ENV{TEST_NGINX_SERVER_PORT} //= $ServerPort;
 our $NginxBinary = $ENV{TEST_NGINX_BINARY} || 'nginx';
 our $LoadModules = $ENV{TEST_NGINX_LOAD_MODULES} || '';
 our $UseValgrind = $ENV{TEST_NGINX_USE_VALGRIND};
@@ -430,7 +433,6 @@ sub check_valgrind_logs {
 sub run_tests {
     my @blocks = Test::Base::blocks();
 
-    $ENV{TEST_NGINX_SERVER_PORT} //= $ServerPort;
     @blocks = shuffle @blocks if !$NoShuffle;
 
     if (my $stale = stale_nginx()) {
