@@ -108,8 +108,8 @@ usage(FILE *out)
 "                         frames are sent in order whatever N is\n"
 "\n"
 "Output:\n"
-"      --progress         live progress line even when stderr is not a\n"
-"                         terminal (it is shown on a terminal anyway)\n"
+"      --progress         progress even when stderr is not a terminal (one\n"
+"                         line a second; a terminal gets a live line anyway)\n"
 "      --quiet            neither progress line nor summary, only errors\n"
 "  -v, --verbose          also FFmpeg's and librdkafka's own log lines\n"
 "  -h, --help             this text\n"
@@ -412,6 +412,7 @@ parse_options(options_t *o, int argc, char **argv)
 
 typedef struct {
     int      on;
+    int      tty;       /* redraw one line; else one line per second */
     int64_t  last_ns;
     int64_t  last_delivered;
     double   fps;
@@ -428,7 +429,10 @@ progress_draw(run_t *r, int64_t media_ns, int force)
     double           dt, rate;
     char             etabuf[32] = "";
 
-    if (!progress.on || (!force && now - progress.last_ns < 500000000)) {
+    if (!progress.on
+        || (!force && now - progress.last_ns
+                      < (progress.tty ? 500000000 : 1000000000)))
+    {
         return;
     }
 
@@ -450,10 +454,11 @@ progress_draw(run_t *r, int64_t media_ns, int force)
                  eta / 60, (int) (eta % 60));
     }
 
-    fprintf(stderr, "\r%" PRId64 " frames sent, %.1f fps, %.1f MB, %"
-            PRId64 " failed%s\033[K", s.delivered, progress.fps,
-            s.bytes / 1e6, s.failed + r->encode_failed, etabuf);
-    atomic_store(&ksp_progress_drawn, 1);
+    fprintf(stderr, "%s%" PRId64 " frames sent, %.1f fps, %.1f MB, %"
+            PRId64 " failed%s%s", progress.tty ? "\r" : "", s.delivered,
+            progress.fps, s.bytes / 1e6, s.failed + r->encode_failed, etabuf,
+            progress.tty ? "\033[K" : "\n");
+    atomic_store(&ksp_progress_drawn, progress.tty);
 }
 
 
@@ -783,7 +788,8 @@ main(int argc, char **argv)
         return 1;
     }
 
-    progress.on = !o.quiet && (o.progress == 1 || isatty(STDERR_FILENO));
+    progress.tty = isatty(STDERR_FILENO);
+    progress.on = !o.quiet && (o.progress == 1 || progress.tty);
     r.start_ns = ksp_mono_ns();
 
     rc = pthread_create(&sender, NULL, sender_main, &r);

@@ -1,0 +1,57 @@
+# SIGINT/SIGTERM: stop reading, flush what was produced, print the summary
+# and exit 0 when every produced frame was delivered.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::Bin;
+
+use File::Temp qw(tempdir);
+use Test::More;
+
+use KafkaStream::Test topics => ['int:1', 'term:1'];
+use Producer;
+
+my $dir = tempdir(CLEANUP => 1);
+my $video = make_video("$dir/long.mp4", duration => 30, fps => 10,
+                       size => '160x120');
+
+for my $sig (qw(INT TERM)) {
+    my $topic = lc $sig;
+    subtest "SIG$sig" => sub {
+        # a slow broker keeps frames in flight when the signal comes, so
+        # only a real flush gets them all delivered
+        broker_control('rtt -1 400');
+        my $h = start_producer('-b', kafka_brokers(), '-t', $topic,
+                               '--progress', $video);
+
+        # wait until the progress line shows delivered frames, then
+        # interrupt mid-stream
+        my $seen = poll_until(15, sub {
+            $h->{run}->pump_nb;
+            my @n = $h->{err} =~ /(\d+) frames sent/g;
+            return @n && $n[-1] >= 5;
+        });
+        ok($seen, 'frames arrive while the producer runs');
+        $h->{run}->signal($sig);
+
+        my $r = finish_producer($h);
+        broker_control('rtt -1 0');
+        is($r->{signal}, 0, 'not killed by the signal');
+        is($r->{rc}, 0, 'exit 0') or diag $r->{err};
+        cmp_ok($r->{elapsed}, '<', 25, 'stopped long before the end');
+
+        my ($sent) = $r->{err} =~ /(\d+) frames sent, 0 failed/;
+        note $r->{err};
+        ok(defined $sent, 'summary printed') or diag $r->{err};
+
+        my @m = consume($topic);
+        is(scalar @m, $sent, "all $sent sent frames are in the topic");
+        cmp_ok(scalar @m, '<', 300, 'and not the whole video');
+        is_deeply([map { header($_, 'frame') } @m], [0 .. $#m],
+                  'without a gap');
+    };
+}
+
+done_testing;
