@@ -197,6 +197,20 @@ ok($passed{'TEST 12: second of two requests wrong - status code ok'},
    'the correct first request of TEST 12 passes');
 is($status, scalar(keys %failed), 'exit status counts the failures');
 
+# TEST_NGINX_LOAD_MODULES: one load_module line each, at the top
+{
+    local $ENV{TEST_NGINX_LOAD_MODULES} = '/nonexistent/a.so /nonexistent/b.so';
+    my $out = `$^X -I$lib $dir/all-wrong.t 2>&1`;
+    like($out, qr/^not ok 1 - TEST 1: wrong body - nginx started$/m,
+         'nginx cannot start with modules that do not exist');
+    like($out, qr{/nonexistent/a\.so}, 'and says which one');
+    open my $in, '<', "$dir/servroot/conf/nginx.conf" or die $!;
+    my $conf = do { local $/; <$in> };
+    like($conf, qr{\A(?:\#[^\n]*\n)*load_module\ /nonexistent/a\.so;\n
+                   load_module\ /nonexistent/b\.so;\n}x,
+         'the load_module lines open nginx.conf');
+}
+
 if (!Test::More->builder->is_passing) {
     diag("TAP of the run:\n$tap");
     diag("stderr:\n" . do { local (@ARGV, $/) = "$dir/stderr"; <> });

@@ -8,10 +8,37 @@ package KafkaStream::Test;
 #   use KafkaStream::Test topics => ['dbtech:1', 'cams:3'], brokers => 1;
 #   use KafkaStream::Test brokers => 0;         # helpers only, no broker
 #
-# The import starts build/kafka-stream-broker and sets
-# $ENV{TEST_NGINX_KAFKA_BROKERS}, so nginx.conf sections can say
-# $TEST_NGINX_KAFKA_BROKERS.  The functions are exported to the caller
-# and to Test::Nginx::Util, where Test::Nginx evaluates "--- init" code.
+# The import starts kafka-stream-broker ($TEST_NGINX_KAFKA_BIN, else
+# build/) and sets $ENV{TEST_NGINX_KAFKA_BROKERS}, so nginx.conf sections
+# can say $TEST_NGINX_KAFKA_BROKERS.  The broker stops at END, on SIGINT,
+# SIGTERM and SIGHUP, and (Linux x86_64) when this process is killed.
+# The functions are exported to the caller and to Test::Nginx::Util, where
+# Test::Nginx evaluates "--- init" code:
+#
+#   kafka_brokers()                      the bootstrap address
+#   broker_control("down -1")            a control command; "ok" or dies
+#   restart_broker()                     a new, empty cluster; new address
+#   produce($topic, $bytes, key => $k, partition => $p,
+#           headers => [name => value, ...], config => ['prop=val'])
+#                                        synchronous: returns once stored
+#   produce_files($topic, \@paths, %same_opts)   one message per file
+#   produce_later($delay, $interval, $topic, \@payloads, %opts)   a child;
+#                                        returns its pid
+#   wait_for_children()                  reaps them; true if all succeeded
+#   make_frames($n, format => 'png'|'jpeg', size => '64x48')
+#                                        n distinct images, as byte strings
+#   make_video($path, duration => 2, fps => 10, size => '320x240',
+#              codec => ..., pix_fmt => ..., args => [...])
+#   consume($topic, count => $n, timeout => 10, from => 'beginning',
+#           partition => $p)             list of { key, value, headers,
+#                                        timestamp, partition, offset };
+#                                        without count: what is there now
+#   multipart_parts($body, $boundary)    list of { headers => {lc name =>
+#                                        value}, body }; a cut last part
+#                                        is dropped
+#
+# Keys, values and header values may hold any bytes; header names cannot
+# hold NUL (librdkafka keeps them as C strings).
 
 use strict;
 use warnings;
@@ -182,16 +209,24 @@ sub field {
 sub produce_records {
     my ($topic, $records, %opts) = @_;
     my @x = map { ('-X', $_) } @{$opts{config} || []};
-    my @cmd = (tool('kafka-produce'), @x, '--', $BrokerAddr // die("no broker\n"),
+    my @cmd = (tool('kafka-produce'), @x, '--',
+               $BrokerAddr // die("KafkaStream::Test: no broker\n"),
                $topic, $opts{partition} // -1);
+
+    # a helper that died early must fail the call, not kill the test
+    local $SIG{PIPE} = 'IGNORE';
+
+    # librdkafka keeps header names as C strings; values are bytes
+    for my $r (@$records) {
+        my @h = @{$r->[2] || []};
+        die "KafkaStream::Test: a header name cannot contain NUL\n"
+            if grep { $_ % 2 == 0 && $h[$_] =~ /\0/ } 0 .. $#h;
+    }
 
     open my $pipe, '|-', @cmd or die "cannot run @cmd: $!\n";
     binmode $pipe;
     for my $r (@$records) {
         my @h = @{$r->[2] || []};
-        # librdkafka keeps header names as C strings; values are bytes
-        die "KafkaStream::Test: a header name cannot contain NUL\n"
-            if grep { $_ % 2 == 0 && $h[$_] =~ /\0/ } 0 .. $#h;
         print $pipe field($r->[1]), field($r->[0]), pack('N', @h / 2),
                     map { field($_) } @h;
     }
@@ -310,7 +345,8 @@ sub make_video {
 sub consume {
     my ($topic, %opts) = @_;
     my $timeout = $opts{timeout} // 10;
-    my @cmd = ('kcat', '-C', '-J', '-q', '-b', $BrokerAddr // die("no broker\n"),
+    my @cmd = ('kcat', '-C', '-J', '-q',
+               '-b', $BrokerAddr // die("KafkaStream::Test: no broker\n"),
                '-t', $topic, '-o', $opts{from} // 'beginning',
                '-X', 'fetch.wait.max.ms=10');
 

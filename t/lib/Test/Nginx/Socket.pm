@@ -10,11 +10,10 @@ use warnings;
 
 use Test::Base -base;
 
-use Errno qw(EAGAIN EINTR EINPROGRESS);
+use Errno qw(EAGAIN EINTR);
 use HTTP::Response;
 use IO::Select;
 use IO::Socket::INET;
-use Socket qw(SOL_SOCKET SO_ERROR);
 use Time::HiRes qw(sleep time);
 
 use Test::Nginx::Util;
@@ -106,16 +105,16 @@ sub send_request {
     my ($req, $timeout, $name) = @_;
     my $deadline = time + $timeout;
     my ($sock, $resp, $off) = (undef, '', 0);
+    my $port = $Test::Nginx::Util::ServerPortForClient;
 
     # nginx under valgrind may take a while before it accepts
     while (1) {
         $sock = IO::Socket::INET->new(PeerAddr => $Test::Nginx::Util::ServerAddr,
-                                      PeerPort => $Test::Nginx::Util::ServerPortForClient,
-                                      Proto => 'tcp', Timeout => $timeout);
+                                      PeerPort => $port, Proto => 'tcp',
+                                      Timeout => $timeout);
         last if $sock;
         if (time >= $deadline) {
-            Test::More::fail("$name - Can't connect to port "
-                             . "$Test::Nginx::Util::ServerPortForClient: $!");
+            Test::More::fail("$name - Can't connect to port $port: $!");
             return ('', 0);
         }
         sleep 0.05;
@@ -438,7 +437,8 @@ sub check_error_log {
         my $pats = patterns($block->error_log);
         $lines ||= Test::Nginx::Util::error_log_data();
         for my $pat (@$pats) {
-            delete $warn_levels{$1} if !ref $pat && $pat =~ /\[(alert|crit|emerg)/;
+            delete $warn_levels{$1}
+                if !ref $pat && $pat =~ /\[(alert|crit|emerg)/;
             my $found = grep { line_matches($_, $pat) } @$lines;
             Test::More::ok($found, "$name - pattern \"" . printable("$pat")
                            . "\" matches a line in error.log (req $rep)");
@@ -449,7 +449,8 @@ sub check_error_log {
         my $pats = patterns($block->no_error_log);
         $lines ||= Test::Nginx::Util::error_log_data();
         for my $pat (@$pats) {
-            delete $warn_levels{$1} if !ref $pat && $pat =~ /\[(alert|crit|emerg)/;
+            delete $warn_levels{$1}
+                if !ref $pat && $pat =~ /\[(alert|crit|emerg)/;
             my ($hit) = grep { line_matches($_, $pat) } @$lines;
             my $p = printable("$pat");
             if (defined $hit) {

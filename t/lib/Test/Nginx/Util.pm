@@ -323,18 +323,35 @@ sub nginx_command {
               "--log-file=$LogDir/valgrind.%p.log");
     my $supp = getcwd() . '/valgrind.suppress';
     push @vg, "--suppressions=$supp" if -f $supp;
+    (my $ours = __FILE__) =~ s{[^/]+$}{valgrind-nginx.supp};
+    push @vg, "--suppressions=$ours" if -f $ours;
     push @vg, $UseValgrind if $UseValgrind !~ /^\d+$/;
     return (@vg, @cmd);
 }
 
 
-sub error_log_tail {
-    open my $in, '<', $ErrLogFile or return '(no error.log)';
-    my @lines = <$in>;
+sub slurp {
+    my ($path) = @_;
+    open my $in, '<', $path or return '';
+    local $/;
+    my $data = <$in>;
     close $in;
-    return join '', grep { /\[(?:emerg|alert|crit|error)\]/ } @lines[-20 .. -1]
-        if @lines > 20;
-    return join '', @lines;
+    return $data // '';
+}
+
+
+# runs nginx (or valgrind) with its stderr in a file of the server root
+sub spawn {
+    my ($cmd, $errfile) = @_;
+
+    my $pid = fork();
+    die "fork: $!\n" if !defined $pid;
+    if ($pid == 0) {
+        open STDOUT, '>', '/dev/null';
+        open STDERR, '>', $errfile;
+        exec @$cmd or POSIX::_exit(127);
+    }
+    return $pid;
 }
 
 
@@ -342,26 +359,21 @@ sub error_log_tail {
 sub start_nginx {
     my ($conf) = @_;
     my @cmd = nginx_command();
-    my $deadline;
+    my $errfile = "$ServRoot/nginx.stderr";
+    my ($deadline, $pid);
 
     setup_server_root($conf);
 
     if ($UseValgrind) {
         # valgrind cannot follow nginx's daemon fork: run it as our child
-        my $pid = fork();
-        die "fork: $!\n" if !defined $pid;
-        if ($pid == 0) {
-            open STDOUT, '>', '/dev/null';
-            exec @cmd or POSIX::_exit(127);
-        }
-        $ChildPid = $pid;
+        $ChildPid = $pid = spawn(\@cmd, $errfile);
         $deadline = time + 60;
 
         while (!port_open()) {
             if (waitpid($pid, WNOHANG) == $pid) {
                 undef $ChildPid;
                 return "nginx under valgrind exited with status $?: "
-                       . error_log_tail();
+                       . slurp($errfile);
             }
             return "nginx under valgrind did not listen within 60s"
                 if time > $deadline;
@@ -376,15 +388,16 @@ sub start_nginx {
     $deadline = time + 10;
 
     while (1) {
-        my $rc = system("@cmd >/dev/null");
-        last if $rc == 0;
-        return "cannot start nginx (\"@cmd\", status $rc): "
-               . error_log_tail()
-            if time > $deadline || error_log_tail() !~ /Address already in use/;
+        waitpid(spawn(\@cmd, $errfile), 0);
+        last if $? == 0;
+        my $err = slurp($errfile);
+        return "cannot start nginx (\"@cmd\", status $?): $err"
+            if time > $deadline || $err !~ /Address already in use/;
         sleep 0.1;
     }
 
-    # the pid file is written before the daemon's listen sockets serve
+    # the daemon writes its pid file a moment after its parent exits; it
+    # listens by then (the sockets are opened before the fork)
     $deadline = time + 10;
     while (!defined($NginxPid = read_pid_file())) {
         return "nginx wrote no pid file" if time > $deadline;
@@ -414,12 +427,10 @@ sub check_valgrind_logs {
     my ($name) = @_;
 
     for my $log (glob "$LogDir/valgrind.*.log") {
-        open my $in, '<', $log or next;
-        my $text = do { local $/; <$in> } // '';
-        close $in;
+        my $text = slurp($log);
 
-        if ($text =~ /definitely lost in|Invalid (?:read|write|free)
-                      |uninitialised|Mismatched free|overlap/x)
+        if ($text =~ /definitely\ lost\ in|Invalid\ (?:read|write|free)
+                      |uninitialised|Mismatched\ free|overlap/x)
         {
             Test::More::fail("$name - valgrind found memory errors");
             Test::More::diag($text);
