@@ -38,7 +38,7 @@ PRODUCER_OBJS := $(PRODUCER_SRCS:producer/%.c=build/producer/%.o)
 all: deps
 	@$(MAKE) --no-print-directory build
 
-build: $(MODULE_SO) $(PRODUCER) $(BROKER) $(TEST_PRODUCE)
+build: $(MODULE_SO) $(PRODUCER) $(BROKER) $(TEST_PRODUCE) build/mjpeg-load
 
 deps:
 	@tools/install-deps
@@ -84,6 +84,14 @@ $(BROKER): broker/main.c
 $(TEST_PRODUCE): t/helper/kafka-produce.c
 	@mkdir -p build
 	$(CC) $(CFLAGS) $(WARN) -o $@ $< $$(pkg-config --cflags --libs rdkafka)
+
+# --- bench/mjpeg-load: load and test client (owned by bench/) ---
+MJPEG_LOAD_SRCS := $(wildcard bench/mjpeg-load/*.c)
+
+build/mjpeg-load: $(MJPEG_LOAD_SRCS) $(wildcard bench/mjpeg-load/*.h)
+	@mkdir -p build
+	$(CC) $(CFLAGS) $(SAN_FLAGS) -Wall -Wextra -o $@ $(MJPEG_LOAD_SRCS) -lm
+# --- end bench/mjpeg-load ---
 
 -include $(PRODUCER_OBJS:.o=.d)
 
