@@ -71,7 +71,9 @@ sub import {
     my ($class, %opts) = @_;
     my $caller = caller;
 
-    %Opts = (topics => ['dbtech:1'], brokers => 1, %opts);
+    # a second "use" (e.g. from a helper module) keeps the first broker
+    %Opts = (topics => ['dbtech:1'], brokers => 1, %opts)
+        if !defined $BrokerPid;
 
     no strict 'refs';
     for my $pkg ($caller, 'Test::Nginx::Util') {

@@ -49,8 +49,9 @@ sub build_request {
     for my $h (split /\n+/, $more_headers // '') {
         next if $h =~ /^\s*#/ || $h !~ /\S/;
         my ($k, $v) = split /:\s*/, $h, 2;
+        $v //= '';
         $chunked = 1 if lc $k eq 'transfer-encoding' && $v eq 'chunked';
-        $hdrs .= "$k: " . ($v // '') . "\r\n";
+        $hdrs .= "$k: $v\r\n";
     }
 
     my $len = '';
