@@ -69,7 +69,7 @@ static void ml_print_block(ml_viewer_t *v, const char *what, u_char *p,
     size_t len);
 
 
-int
+void
 ml_run(ml_run_t *run)
 {
     int                  i, n, timeout;
@@ -133,7 +133,7 @@ ml_run(ml_run_t *run)
             next = fmin(next, run->now + ML_SLOW_TICK);
         }
 
-        timeout = (int) ceil((next - run->now) * 1000);
+        timeout = (int) ceil(fmin(next - run->now, 1) * 1000);
 
         n = epoll_wait(run->ep, events, ML_EVENTS, timeout < 0 ? 0 : timeout);
 
@@ -179,6 +179,7 @@ ml_run(ml_run_t *run)
 
         case ML_V_READING:
             if (v->responded) {
+                ml_stream_cut(&v->stream);
                 ml_close(run, v, ML_END_RUN_OVER, NULL);
 
             } else {
@@ -198,9 +199,9 @@ ml_run(ml_run_t *run)
                 run->suppressed);
     }
 
-    (void) close(run->ep);
-
-    return 0;
+    if (close(run->ep) == -1) {
+        fprintf(stderr, "mjpeg-load: close: %s\n", strerror(errno));
+    }
 }
 
 

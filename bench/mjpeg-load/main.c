@@ -217,7 +217,7 @@ main(int argc, char **argv)
         v->first_frame = -1;
     }
 
-    (void) ml_run(run);
+    ml_run(run);
 
     rc = ml_report(run);
 
@@ -288,7 +288,8 @@ ml_usage(FILE *out)
         "  -h, --help             this text\n"
         "\n"
         "Exit status: 0 all good; 1 an invalid part, a failed or broken\n"
-        "connection, or --expect-frames not met; 2 usage.\n");
+        "connection, a viewer the ramp never started, or --expect-frames\n"
+        "not met; 2 usage.\n");
 }
 
 

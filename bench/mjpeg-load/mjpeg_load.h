@@ -97,6 +97,8 @@ struct ml_stream_s {
     size_t          match;         /* bytes of delim matched */
     unsigned        tail;          /* what follows "--boundary" */
     uint64_t        parts;
+    uint64_t        boundaries;    /* boundary lines seen */
+    uint64_t        body_bytes;
     ml_part_t       part;
 
     size_t          delim_len;
@@ -114,6 +116,7 @@ struct ml_stream_s {
 void ml_stream_init(ml_stream_t *st);
 int ml_stream_parse(ml_stream_t *st, const u_char *p, size_t n);
 void ml_stream_eof(ml_stream_t *st);
+void ml_stream_cut(ml_stream_t *st);
 const char *ml_image_type_name(int type);
 
 
@@ -225,7 +228,7 @@ struct ml_run_s {
 };
 
 
-int ml_run(ml_run_t *run);
+void ml_run(ml_run_t *run);
 double ml_mono(void);
 double ml_wall(void);
 void ml_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2),

@@ -3,6 +3,24 @@
  * optional per-viewer CSV.  Percentiles are nearest-rank; latencies come
  * from a histogram of ML_LAT_BUCKET ms steps and are given as the upper
  * edge of their step, never above the largest latency seen.
+ *
+ * The JSON object, on one line:
+ *
+ *   url, viewers, slow_viewers, slow_rate (B/s), duration_s, elapsed_s
+ *   connections: attempted, connected (got a 200 multipart response),
+ *       failed, disconnected_early, not_started (viewers), ended_by_server,
+ *       closed_after_max_frames, aborted_mid_frame -- counted per
+ *       connection, so with --cycles K up to viewers x K
+ *   frames (valid parts), invalid_parts, frames_without_timestamp
+ *   fps_normal, fps_slow: {viewers, min, median, max} or null -- frames
+ *       per second of each viewer over the time it had a stream
+ *   bytes (all read, headers included), mb_per_s (10^6 bytes / elapsed)
+ *   latency_ms: {samples, p50, p99, max, negative} or null -- receive
+ *       time of a part's last byte minus its X-Timestamp; negative counts
+ *       those below -1 ms (clocks that disagree)
+ *   first_frame_ms: {samples, p50, max} or null -- from connect() to the
+ *       first valid frame, per connection
+ *   expect_frames (or null), viewers_below_expected, exit_code
  */
 
 #include "mjpeg_load.h"

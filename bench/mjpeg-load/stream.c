@@ -50,6 +50,7 @@ typedef struct {
 } ml_str_t;
 
 
+static int ml_stream_no_boundary(ml_stream_t *st);
 static int ml_stream_body(ml_stream_t *st, const u_char *p,
     const u_char *end);
 static int ml_chunked_parse(ml_stream_t *st, const u_char *p,
@@ -88,6 +89,8 @@ ml_stream_init(ml_stream_t *st)
     st->mp_state = ML_MP_START;
     st->match = 0;
     st->parts = 0;
+    st->boundaries = 0;
+    st->body_bytes = 0;
     st->delim_len = 0;
     st->error = NULL;
     st->hlen = 0;
@@ -159,6 +162,10 @@ ml_stream_eof(ml_stream_t *st)
 
     st->http_state = ML_HTTP_DONE;
 
+    if (ml_stream_no_boundary(st)) {
+        return;
+    }
+
     switch (st->mp_state) {
 
     case ML_MP_HEADERS:
@@ -190,6 +197,40 @@ ml_stream_eof(ml_stream_t *st)
     }
 
     (void) ml_part_done(st, error);
+}
+
+
+/*
+ * The viewer leaves: a part cut short by that is not invalid, but a body
+ * without a single boundary line (say, another boundary than the header
+ * announced) is not a stream of parts at all.
+ */
+
+void
+ml_stream_cut(ml_stream_t *st)
+{
+    if (st->http_state == ML_HTTP_BODY && !st->final) {
+        st->http_state = ML_HTTP_DONE;
+        (void) ml_stream_no_boundary(st);
+    }
+}
+
+
+static int
+ml_stream_no_boundary(ml_stream_t *st)
+{
+    if (st->boundaries > 0 || st->body_bytes == 0) {
+        return 0;
+    }
+
+    (void) snprintf(st->errbuf, sizeof(st->errbuf),
+                    "no boundary in %llu bytes of body",
+                    (unsigned long long) st->body_bytes);
+
+    ml_part_init(st);
+    (void) ml_part_done(st, st->errbuf);
+
+    return 1;
 }
 
 
@@ -407,6 +448,7 @@ ml_multipart_parse(ml_stream_t *st, const u_char *p, const u_char *end)
     ml_part_t *part;
 
     part = &st->part;
+    st->body_bytes += end - p;
 
     while (p < end) {
 
@@ -562,6 +604,7 @@ ml_multipart_tail(ml_stream_t *st, u_char c)
     }
 
     if (c == '-' && st->tail == ML_TAIL_DASH) {
+        st->boundaries++;
         st->final = 1;
         st->mp_state = ML_MP_EPILOGUE;
 
@@ -588,6 +631,7 @@ ml_multipart_tail(ml_stream_t *st, u_char c)
     }
 
     if (c == '\n' && st->tail != ML_TAIL_DASH) {
+        st->boundaries++;
         st->mp_state = ML_MP_HEADERS;
         st->hlen = 0;
         st->line_start = 0;

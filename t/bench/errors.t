@@ -108,6 +108,22 @@ like($r->{err}, qr/Connection reset by peer|connection closed by the server/,
 stop_server($srv);
 
 
+# a ramp slower than the run: two viewers never start
+
+my $short = serve(body => response_head() . part($jpeg) . final_boundary());
+
+$r = run_load('--json', '-c', '3', '--ramp', '1', '-d', '0.5',
+              $short->{url});
+
+is($r->{rc}, 1, 'ramp longer than the run: exit 1');
+is($r->{json}{connections}{attempted}, 1, 'ramp: one viewer started');
+is($r->{json}{connections}{not_started}, 2, 'ramp: two never started');
+is($r->{json}{frames}, 1, 'ramp: the one started got its frame');
+like($r->{err}, qr/warning: the ramp takes 2\.0 s/, 'ramp: a warning');
+
+stop_server($short);
+
+
 # nobody listens: a port that was just free
 
 my $probe = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,

@@ -11,6 +11,7 @@ use FindBin;
 use lib $FindBin::Bin;
 
 use BenchLoad;
+use IO::Select;
 use Test::More;
 
 my $png = media('png');
@@ -115,6 +116,10 @@ my %cases = (
         [ $head . $P->($png, type => 'text/plain') . $good . $end, 1, 1,
           qr/neither image\/jpeg nor image\/png/, 0 ],
 
+    'other-boundary' =>
+        [ $head . $P->($png, boundary => 'other') . final_boundary('other'),
+          0, 1, qr/no boundary in \d+ bytes of body/, 1 ],
+
     # the same valid parts with nothing wrong: exit 0, so the cases above
     # fail because of their broken part, not because of the harness
 
@@ -125,6 +130,17 @@ my %cases = (
 my $srv = serve(handler => sub {
     my ($sock, $n, $log, $req) = @_;
     my ($name) = $req =~ m{^GET /(\S+)};
+
+    if ($name eq 'no-boundary-until-run-over') {
+
+        # parts with another boundary, until the viewer leaves
+
+        put($sock, $head) or return;
+        put($sock, $P->($png, boundary => 'other')) or return for 1 .. 1000;
+        IO::Select->new($sock)->can_read(20);
+        return;
+    }
+
     put($sock, $cases{$name}[0]) if defined $name && $cases{$name};
 });
 
@@ -145,6 +161,17 @@ for my $name (sort keys %cases) {
     is($r->{json}{bytes}, length($body), "$name: all bytes read");
 }
 
+# the viewer leaves at the end of the run; it never saw a boundary
+
+(my $url = $srv->{url}) =~ s{/stream$}{/no-boundary-until-run-over};
+my $r = run_load('--json', '-d', '1', $url);
+
+is($r->{rc}, 1, 'no boundary until the run is over: exit 1');
+is($r->{json}{invalid_parts}, 1, 'no boundary until the run is over: invalid');
+is($r->{json}{connections}{disconnected_early}, 0,
+   'no boundary until the run is over: not disconnected early');
+like($r->{err}, qr/no boundary in \d+ bytes of body/,
+     'no boundary until the run is over: the reason');
 
 stop_server($srv);
 
