@@ -103,6 +103,7 @@ typedef struct {
 typedef struct {
     ngx_atomic_t                    pid;
     ngx_atomic_t                    brokers_up;
+    ngx_atomic_t                    partitions;   /* being consumed */
     ngx_atomic_t                    started;
     /* ngx_http_kafka_stream_counters_t  sources[nsources]; */
 } ngx_http_kafka_stream_slot_t;
@@ -114,6 +115,7 @@ typedef struct {
     ngx_uint_t                      all;        /* some source wants all */
     u_char                          wanted[NGX_HTTP_KAFKA_STREAM_MAX_PARTS];
     u_char                          started[NGX_HTTP_KAFKA_STREAM_MAX_PARTS];
+    u_char                          live[NGX_HTTP_KAFKA_STREAM_MAX_PARTS];
 } ngx_http_kafka_stream_topic_t;
 
 
@@ -247,6 +249,8 @@ static ngx_http_kafka_stream_counters_t *ngx_http_kafka_stream_counters(
 static void ngx_http_kafka_stream_wakeup_handler(ngx_event_t *ev);
 static void ngx_http_kafka_stream_drain(void);
 static void ngx_http_kafka_stream_message(rd_kafka_message_t *msg);
+static void ngx_http_kafka_stream_publish(ngx_http_kafka_stream_group_t *g,
+    ngx_http_kafka_stream_frame_t *f, ngx_uint_t catchup);
 static ngx_http_kafka_stream_frame_t *ngx_http_kafka_stream_frame(
     rd_kafka_message_t *msg, ngx_str_t *type);
 static void ngx_http_kafka_stream_log(rd_kafka_event_t *ev);
@@ -1431,11 +1435,12 @@ ngx_http_kafka_stream_status_json(ngx_http_request_t *r,
         up = ngx_max(up, slot->brokers_up);
 
         p = ngx_sprintf(p, "%s{\"pid\":%uA,\"brokers_up\":%uA,"
-                        "\"viewers\":%uA,\"frames_in\":%uA,"
-                        "\"parts_sent\":%uA,\"drops\":%uA}",
+                        "\"partitions\":%uA,\"viewers\":%uA,"
+                        "\"frames_in\":%uA,\"parts_sent\":%uA,"
+                        "\"drops\":%uA}",
                         first ? "" : ",", slot->pid, slot->brokers_up,
-                        wsum.viewers, wsum.frames_in, wsum.parts_sent,
-                        wsum.drops);
+                        slot->partitions, wsum.viewers, wsum.frames_in,
+                        wsum.parts_sent, wsum.drops);
         first = 0;
     }
 
@@ -1737,13 +1742,13 @@ static void
 ngx_http_kafka_stream_message(rd_kafka_message_t *msg)
 {
     ngx_str_t                          type;
-    ngx_uint_t                         i;
+    ngx_uint_t                         i, catchup;
     const char                        *topic;
+    ngx_http_kafka_stream_topic_t     *t;
     ngx_http_kafka_stream_frame_t     *f;
     ngx_http_kafka_stream_group_t     *g;
     ngx_http_kafka_stream_source_t   **sources, *src;
     ngx_http_kafka_stream_counters_t  *c;
-    ngx_queue_t                       *q;
 
     if (msg->err) {
         if (ngx_http_kafka_stream_log_allowed()) {
@@ -1758,6 +1763,30 @@ ngx_http_kafka_stream_message(rd_kafka_message_t *msg)
 
     topic = rd_kafka_topic_name(msg->rkt);
     sources = ngx_http_kafka_stream_worker->conf->sources.elts;
+
+    /*
+     * The first message of a partition is its last one from before this
+     * worker started: with several partitions it may be older than what
+     * the others already gave, and must not replace a newer frame.
+     */
+
+    catchup = 0;
+
+    for (i = 0; i < ngx_http_kafka_stream_worker->conf->sources.nelts; i++) {
+        t = sources[i]->topic;
+
+        if (ngx_strcmp(t->name.data, topic) == 0) {
+            if (msg->partition >= 0
+                && msg->partition < NGX_HTTP_KAFKA_STREAM_MAX_PARTS
+                && !t->live[msg->partition])
+            {
+                t->live[msg->partition] = 1;
+                catchup = 1;
+            }
+
+            break;
+        }
+    }
 
     f = NULL;
 
@@ -1835,47 +1864,45 @@ ngx_http_kafka_stream_message(rd_kafka_message_t *msg)
         /* holds a reference while the groups are updated */
         f->refs++;
 
-        g = src->all;
-
-        if (g->latest) {
-            ngx_http_kafka_stream_frame_release(g->latest);
-        }
-
-        g->latest = f;
-        f->refs++;
-
-        for (q = ngx_queue_head(&g->viewers);
-             q != ngx_queue_sentinel(&g->viewers);
-             q = ngx_queue_next(q))
-        {
-            ngx_http_kafka_stream_offer(
-                ngx_queue_data(q, ngx_http_kafka_stream_viewer_t, queue), f);
-        }
+        ngx_http_kafka_stream_publish(src->all, f, catchup);
 
         if (msg->key_len && msg->key_len <= NGX_HTTP_KAFKA_STREAM_MAX_KEY) {
             g = ngx_http_kafka_stream_group(src, msg->key, msg->key_len, 2);
 
             if (g) {
-                if (g->latest) {
-                    ngx_http_kafka_stream_frame_release(g->latest);
-                }
-
-                g->latest = f;
-                g->updated = ngx_current_msec;
-                f->refs++;
-
-                for (q = ngx_queue_head(&g->viewers);
-                     q != ngx_queue_sentinel(&g->viewers);
-                     q = ngx_queue_next(q))
-                {
-                    ngx_http_kafka_stream_offer(
-                        ngx_queue_data(q, ngx_http_kafka_stream_viewer_t,
-                                       queue), f);
-                }
+                ngx_http_kafka_stream_publish(g, f, catchup);
             }
         }
 
         ngx_http_kafka_stream_frame_release(f);
+    }
+}
+
+
+static void
+ngx_http_kafka_stream_publish(ngx_http_kafka_stream_group_t *g,
+    ngx_http_kafka_stream_frame_t *f, ngx_uint_t catchup)
+{
+    ngx_queue_t  *q;
+
+    if (catchup && g->latest && g->latest->timestamp > f->timestamp) {
+        return;
+    }
+
+    if (g->latest) {
+        ngx_http_kafka_stream_frame_release(g->latest);
+    }
+
+    g->latest = f;
+    g->updated = ngx_current_msec;
+    f->refs++;
+
+    for (q = ngx_queue_head(&g->viewers);
+         q != ngx_queue_sentinel(&g->viewers);
+         q = ngx_queue_next(q))
+    {
+        ngx_http_kafka_stream_offer(
+                  ngx_queue_data(q, ngx_http_kafka_stream_viewer_t, queue), f);
     }
 }
 
@@ -2123,6 +2150,7 @@ ngx_http_kafka_stream_start_partition(ngx_http_kafka_stream_topic_t *t,
     }
 
     t->started[partition] = 1;
+    w->slot->partitions++;
 
     ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
                   "kafka stream: consuming \"%V\" [%i]", &t->name, partition);
@@ -2420,10 +2448,13 @@ ngx_http_kafka_stream_consumer(ngx_cycle_t *cycle,
             goto failed;
         }
 
-        /* "all" waits for the partitions the statistics report */
+        /*
+         * Every topic has a partition 0: "all" starts there at once, and
+         * the statistics report the others within statistics.interval.ms.
+         */
 
         for (p = 0; p < NGX_HTTP_KAFKA_STREAM_MAX_PARTS; p++) {
-            if (t->wanted[p]) {
+            if (t->wanted[p] || (p == 0 && t->all)) {
                 ngx_http_kafka_stream_start_partition(t, p);
             }
         }

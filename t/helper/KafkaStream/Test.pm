@@ -64,7 +64,7 @@ my $Repo = abs_path(dirname(__FILE__) . '/../../..');
 my $Owner = $$;
 my %Opts;
 my ($BrokerPid, $BrokerIn, $BrokerOut, $BrokerAddr);
-my @Children;
+our @Children;    # KafkaStream::Viewers adds its own
 
 
 sub import {

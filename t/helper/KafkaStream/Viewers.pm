@@ -1,0 +1,224 @@
+package KafkaStream::Viewers;
+
+# Helpers for the module's stream tests, on top of KafkaStream::Test:
+#
+#   status_json()                       the module's /status, decoded
+#   watched()                           viewers connected, over all workers
+#   consuming()                         partitions the laziest worker reads
+#   produce_when_watched($n, $topic, \@payloads, interval => 0, %opts)
+#                                       a child that waits until nginx has
+#                                       $n viewers, then produces; so no
+#                                       frame is sent before anyone watches;
+#                                       a payload is bytes or [bytes, %opts];
+#                                       one produce takes ~0.1 s, which is
+#                                       spacing enough without an interval
+#   start_viewer($uri, $file, $seconds) a background curl saving the stream
+#   finish_viewer($pid, $file)          waits for it; returns the bytes
+#   frame_indexes($body, \@frames)      for every complete part, the index
+#                                       of its image in @frames, or -1
+#   squeeze(@list)                      consecutive repeats removed
+#
+# The /status location must be configured as "location /status
+# { kafka_stream_status; }" for the first three.
+
+use strict;
+use warnings;
+
+use IO::Socket::INET;
+use JSON::PP;
+use POSIX ();
+use Time::HiRes qw(sleep time);
+
+use KafkaStream::Test ();
+
+our @EXPORT = qw(status_json watched produce_when_watched start_viewer
+                 finish_viewer frame_indexes squeeze);
+
+our $Boundary = 'kafka-stream-frame';
+
+
+# exported to the test and to Test::Nginx::Util, where "--- init" runs
+
+sub import {
+    my $caller = caller;
+
+    no strict 'refs';
+
+    for my $pkg ($caller, 'Test::Nginx::Util') {
+        *{"${pkg}::$_"} = \&{$_} for @EXPORT;
+    }
+}
+
+
+sub port {
+    return $ENV{TEST_NGINX_SERVER_PORT} || $ENV{TEST_NGINX_PORT} || 1984;
+}
+
+
+sub http_get {
+    my ($uri) = @_;
+
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                     PeerPort => port(), Timeout => 2)
+        or return undef;
+
+    print $sock "GET $uri HTTP/1.0\r\nHost: localhost\r\n\r\n";
+
+    local $/;
+    my $response = <$sock>;
+    close $sock;
+
+    return undef if !defined $response;
+    my ($head, $body) = split /\r\n\r\n/, $response, 2;
+    return $head =~ m{^HTTP/1\.\d 200} ? $body : undef;
+}
+
+
+sub status_json {
+    my $body = http_get('/status');
+    return undef if !defined $body;
+    return eval { decode_json($body) };
+}
+
+
+sub watched {
+    my $status = status_json() or return 0;
+    my $n = 0;
+    $n += $_->{viewers} for @{$status->{streams}};
+    return $n;
+}
+
+
+# the fewest partitions any worker consumes
+sub consuming {
+    my $status = status_json() or return 0;
+    my @n = map { $_->{partitions} } @{$status->{workers}};
+    return @n ? (sort { $a <=> $b } @n)[0] : 0;
+}
+
+
+sub frames_in_per_worker {
+    my $status = status_json() or return ();
+    return map { $_->{frames_in} } @{$status->{workers}};
+}
+
+
+# a payload is the bytes, or [bytes, produce options of its own]
+sub send_payload {
+    my ($topic, $payload, %opts) = @_;
+
+    if (ref $payload eq 'ARRAY') {
+        my ($bytes, %own) = @$payload;
+        KafkaStream::Test::produce($topic, $bytes, %opts, %own);
+        return;
+    }
+
+    KafkaStream::Test::produce($topic, $payload, %opts);
+}
+
+
+# A worker that just started looks for the end of each partition first;
+# what is produced before it found it is not seen (only the last message).
+# So the first payload goes once more ahead, until every worker has it.
+
+sub produce_when_watched {
+    my ($n, $topic, $payloads, %opts) = @_;
+
+    my $interval = delete $opts{interval} // 0;
+
+    my $pid = fork;
+    die "fork: $!\n" if !defined $pid;
+
+    if ($pid == 0) {
+        my $ok = eval {
+            my $deadline = time + 10;
+
+            while (watched() < $n) {
+                die "nginx never had $n viewers\n" if time > $deadline;
+                sleep 0.02;
+            }
+
+            my @before = frames_in_per_worker();
+
+            send_payload($topic, $payloads->[0], %opts);
+
+            for (;;) {
+                my @now = frames_in_per_worker();
+                last if @now == @before
+                        && !grep { $now[$_] <= $before[$_] } 0 .. $#now;
+                die "the workers never got the first frame\n"
+                    if time > $deadline;
+                sleep 0.02;
+            }
+
+            for my $i (0 .. $#$payloads) {
+                sleep $interval if $i > 0;
+                send_payload($topic, $payloads->[$i], %opts);
+            }
+
+            1;
+        };
+
+        warn $@ if !$ok;
+        POSIX::_exit($ok ? 0 : 1);
+    }
+
+    push @KafkaStream::Test::Children, $pid;
+
+    return $pid;
+}
+
+
+sub start_viewer {
+    my ($uri, $file, $seconds) = @_;
+
+    my $pid = fork;
+    die "fork: $!\n" if !defined $pid;
+
+    if ($pid == 0) {
+        { exec 'curl', '-s', '-m', $seconds, '-o', $file,
+               'http://127.0.0.1:' . port() . $uri; }
+        POSIX::_exit(127);
+    }
+
+    return $pid;
+}
+
+
+sub finish_viewer {
+    my ($pid, $file) = @_;
+
+    waitpid $pid, 0;
+
+    open my $in, '<:raw', $file or return '';
+    local $/;
+    my $data = <$in>;
+    close $in;
+
+    return $data // '';
+}
+
+
+sub frame_indexes {
+    my ($body, $frames) = @_;
+
+    my %index;
+    @index{@$frames} = (0 .. $#$frames);
+
+    return map { $index{$_->{body}} // -1 }
+           KafkaStream::Test::multipart_parts($body, $Boundary);
+}
+
+
+sub squeeze {
+    my @out;
+
+    for (@_) {
+        push @out, $_ if !@out || $out[-1] ne $_;
+    }
+
+    return @out;
+}
+
+
+1;
