@@ -28,7 +28,8 @@ WARN := -Wall -Wextra -Wno-unused-parameter
 SANITIZERS := -fsanitize=address,undefined -fno-omit-frame-pointer
 SAN_FLAGS := $(if $(filter 1,$(SANITIZE)),$(SANITIZERS))
 
-PKGS_PRODUCER := libavformat libavcodec libswscale libavutil libpng rdkafka
+PKGS_PRODUCER := libavformat libavdevice libavcodec libswscale libavutil \
+                 libpng rdkafka
 PRODUCER_SRCS := $(wildcard producer/*.c)
 PRODUCER_OBJS := $(PRODUCER_SRCS:producer/%.c=build/producer/%.o)
 
@@ -119,16 +120,26 @@ test: all
 	$(TEST_ENV) prove -r $(if $(T),$(T),t/)
 
 
+# make demo: the sample videos through broker, producer and nginx, in the
+# foreground until Ctrl-C (settings, e.g. DEMO_PORT: see demo/run)
+
+demo: all
+	@demo/run
+
+
 install: build
 	install -D -m 0644 $(MODULE_SO) $(DESTDIR)$(NGX_MODDIR)/$(MODULE).so
 	install -D -m 0644 conf/mod-http-kafka-stream.conf \
 	    $(DESTDIR)$(NGX_AVAIL)/mod-http-kafka-stream.conf
 	install -D -m 0755 $(PRODUCER) $(DESTDIR)$(PREFIX)/bin/kafka-stream-producer
+	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/kafka-stream/html \
+	    conf/html/index.html conf/html/viewer.js conf/html/viewer.css
 
 uninstall:
 	rm -f $(DESTDIR)$(NGX_MODDIR)/$(MODULE).so \
 	    $(DESTDIR)$(NGX_AVAIL)/mod-http-kafka-stream.conf \
 	    $(DESTDIR)$(PREFIX)/bin/kafka-stream-producer
+	rm -rf $(DESTDIR)$(PREFIX)/share/kafka-stream
 
 clean:
 	rm -rf build t/servroot

@@ -10,7 +10,10 @@
 
 #include <stdlib.h>
 
+#include <string.h>
+
 #include <libavcodec/avcodec.h>
+#include <libavdevice/avdevice.h>
 #include <libavformat/avformat.h>
 
 #include "input.h"
@@ -91,9 +94,25 @@ open_decoder(input_t *in, int threads)
 }
 
 
-input_t *
-input_open(const char *url, int decoder_threads)
+void
+input_init(void)
 {
+    avdevice_register_all();
+    avformat_network_init();
+}
+
+
+int
+input_format_exists(const char *name)
+{
+    return av_find_input_format(name) != NULL;
+}
+
+
+input_t *
+input_open(const char *url, const char *format, int decoder_threads)
+{
+    const AVInputFormat  *ifmt = NULL;
     input_t     *in;
     AVStream    *st;
     AVRational   rate;
@@ -117,7 +136,19 @@ input_open(const char *url, int decoder_threads)
     }
     in->fmt->interrupt_callback.callback = on_interrupt;
 
-    err = avformat_open_input(&in->fmt, url, NULL, NULL);
+    /* a camera cannot be probed like a file: /dev/video* means V4L2 */
+    if (format == NULL && strncmp(url, "/dev/video", 10) == 0) {
+        format = "v4l2";
+    }
+    if (format != NULL) {
+        ifmt = av_find_input_format(format);
+        if (ifmt == NULL) {
+            ksp_error("%s: unknown input format '%s'", url, format);
+            goto failed;
+        }
+    }
+
+    err = avformat_open_input(&in->fmt, url, ifmt, NULL);
     if (err < 0) {
         /* avformat_open_input frees the context on failure */
         ksp_error("%s: cannot open: %s", url, av_err(err, e, sizeof(e)));

@@ -12,9 +12,18 @@
 
 typedef struct input input_t;
 
-/* Opens URL and its video decoder.  On failure prints one line naming the
- * input and the reason and returns NULL. */
-input_t *input_open(const char *url, int decoder_threads);
+/* Registers libavdevice's inputs (v4l2, lavfi, x11grab, ...) and the
+ * network protocols. */
+void input_init(void);
+
+/* True when libavformat knows the input format NAME. */
+int input_format_exists(const char *name);
+
+/* Opens URL (with the input format FORMAT, or NULL to probe) and its video
+ * decoder.  On failure prints one line naming the input and the reason and
+ * returns NULL. */
+input_t *input_open(const char *url, const char *format,
+                    int decoder_threads);
 
 /* Decodes the next frame into FRAME (which must be unreferenced).
  * *pts_us is its presentation time in microseconds from the first frame of

@@ -47,6 +47,7 @@ typedef struct {
     int              threads;
     int              progress;          /* -1 auto, 0 off, 1 forced */
     int              quiet;
+    const char      *input_format;      /* NULL: probe */
     char           **inputs;
     int              ninputs;
 } options_t;
@@ -76,9 +77,14 @@ usage(FILE *out)
     fprintf(out,
 "usage: " KSP_NAME " [options] INPUT...\n"
 "\n"
-"Decodes each INPUT (a file, an rtsp:// or http:// URL: anything FFmpeg\n"
-"opens; several play one after another) and sends every video frame as\n"
-"one Kafka message holding a PNG or JPEG image, paced like the source.\n"
+"Decodes each INPUT (a file, an rtsp:// or http:// URL, a device: anything\n"
+"FFmpeg opens; several play one after another) and sends every video frame\n"
+"as one Kafka message holding a PNG or JPEG image, paced like the source.\n"
+"\n"
+"Input:\n"
+"      --input-format NAME  FFmpeg input format or device for the INPUTs\n"
+"                         (v4l2, x11grab, lavfi, ...; /dev/video* is v4l2\n"
+"                         without it); default: probe\n"
 "\n"
 "Kafka:\n"
 "  -b, --brokers LIST     bootstrap brokers (default $KAFKA_BROKERS, else\n"
@@ -292,7 +298,7 @@ free_args(void)
 
 enum {
     OPT_PNG_LEVEL = 256, OPT_PNG_FILTER, OPT_NO_PACE, OPT_PROGRESS,
-    OPT_QUIET, OPT_VERSION
+    OPT_QUIET, OPT_VERSION, OPT_INPUT_FORMAT
 };
 
 static const struct option  long_options[] = {
@@ -314,6 +320,7 @@ static const struct option  long_options[] = {
     { "verbose",    no_argument,       NULL, 'v' },
     { "help",       no_argument,       NULL, 'h' },
     { "version",    no_argument,       NULL, OPT_VERSION },
+    { "input-format", required_argument, NULL, OPT_INPUT_FORMAT },
     { NULL, 0, NULL, 0 }
 };
 
@@ -389,6 +396,13 @@ parse_option(options_t *o, int c, const char *arg)
             usage_error("-X: more than %d properties", MAX_PROPS);
         }
         props[o->kafka.nprops++] = (char *) arg;
+        break;
+    case OPT_INPUT_FORMAT:
+        if (!input_format_exists(arg)) {
+            usage_error("--input-format: FFmpeg has no input format '%s'",
+                        arg);
+        }
+        o->input_format = arg;
         break;
     case OPT_PROGRESS: o->progress = 1; break;
     case OPT_QUIET: o->quiet = 1; break;
@@ -646,7 +660,7 @@ play_input(run_t *r, const char *url, timeline_t *tl)
     int64_t   pts_us, duration;
     int       rc = 0;
 
-    in = input_open(url, 0);
+    in = input_open(url, r->o->input_format, 0);
     if (in == NULL) {
         return -1;
     }
@@ -778,11 +792,11 @@ main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
     ksp_util_init();
+    input_init();
 
     parse_options(&o, argc, argv);
 
     av_log_set_level(o.kafka.verbose ? AV_LOG_WARNING : AV_LOG_QUIET);
-    avformat_network_init();
 
     rc = pthread_create(&sigthread, NULL, signal_main, &sigs);
     if (rc != 0) {

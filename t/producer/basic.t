@@ -10,7 +10,7 @@ use lib $FindBin::Bin;
 use File::Temp qw(tempdir);
 use Test::More;
 
-use KafkaStream::Test topics => ['dbtech:1', 'jpeg:1', 'nokey:1'];
+use KafkaStream::Test topics => ['dbtech:1', 'jpeg:1', 'nokey:1', 'lavfi:1'];
 use Producer;
 
 my $dir = tempdir(CLEANUP => 1);
@@ -86,6 +86,17 @@ subtest 'KAFKA_BROKERS is the default broker list' => sub {
     is($r->{rc}, 0, 'exit 0') or diag $r->{err};
     my @m = consume('nokey');
     is(scalar @m, 3, '-n 3 sends 3 frames');
+};
+
+subtest 'a libavdevice input: --input-format lavfi' => sub {
+    my $r = run_producer('-b', $brokers, '-t', 'lavfi', '--no-pace',
+                         '--input-format', 'lavfi',
+                         'testsrc2=size=96x64:rate=10:duration=1');
+    is($r->{rc}, 0, 'exit 0') or diag $r->{err};
+    my @m = consume('lavfi');
+    is(scalar @m, 10, '10 frames');
+    my $i = png_info($m[0]{value});
+    is($i && "$i->{width}x$i->{height}", '96x64', 'of the size asked for');
 };
 
 done_testing;

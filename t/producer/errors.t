@@ -97,6 +97,7 @@ my @usage = (
     [['--loop=0', $video], qr/--loop: '0'/],
     [['-X', 'no.such.property=1', $video], qr/-X no\.such\.property=1: .*No such configuration property/],
     [['-X', 'novalue', $video], qr/-X novalue: expected name=value/],
+    [['--input-format', 'nope', $video], qr/--input-format: FFmpeg has no input format 'nope'/],
 );
 
 for my $case (@usage) {
