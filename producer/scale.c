@@ -5,15 +5,19 @@
  * changes size or format (which streams may do mid-way).
  */
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <libavutil/common.h>
 #include <libavutil/imgutils.h>
 #include <libswscale/swscale.h>
 
 #include "scale.h"
 
 struct scaler {
+    uint8_t              luma[256];     /* limited to full range */
+    uint8_t              chroma[256];
     struct SwsContext   *sws;
     enum AVPixelFormat   dst_format;
     int                  req_w, req_h;
@@ -65,6 +69,13 @@ scaler_new(enum AVPixelFormat dst_format, int req_w, int req_h)
         return NULL;
     }
 
+    /* BT.601/709 studio swing: Y 16..235 and C 16..240 to 0..255 */
+    for (int v = 0; v < 256; v++) {
+        s->luma[v] = av_clip_uint8((int) lrint((v - 16) * 255.0 / 219.0));
+        s->chroma[v] = av_clip_uint8(
+                           (int) lrint((v - 128) * 255.0 / 224.0 + 128));
+    }
+
     s->dst_format = dst_format;
     s->req_w = req_w;
     s->req_h = req_h;
@@ -111,6 +122,57 @@ reconfigure(scaler_t *s, const AVFrame *src, char *err, size_t errlen)
 }
 
 
+static void
+map_plane(uint8_t *dst, int dst_stride, const uint8_t *src, int src_stride,
+          int w, int h, const uint8_t *table)
+{
+    for (int y = 0; y < h; y++) {
+        const uint8_t  *in = src + (ptrdiff_t) y * src_stride;
+        uint8_t        *out = dst + (ptrdiff_t) y * dst_stride;
+
+        for (int x = 0; x < w; x++) {
+            out[x] = table[in[x]];
+        }
+    }
+}
+
+
+/*
+ * The JPEG path's common case, a yuv420p frame kept at its size: only the
+ * range changes (JPEG is full range), and a table lookup per byte does
+ * that several times faster than libswscale's general path.
+ */
+static AVFrame *
+expand_range(scaler_t *s, const AVFrame *src, char *err, size_t errlen)
+{
+    int  rc, cw, ch;
+
+    if (s->out->width != src->width || s->out->height != src->height
+        || s->out->format != AV_PIX_FMT_YUVJ420P)
+    {
+        av_frame_unref(s->out);
+        s->out->format = AV_PIX_FMT_YUVJ420P;
+        s->out->width = src->width;
+        s->out->height = src->height;
+        rc = av_frame_get_buffer(s->out, 0);
+        if (rc < 0) {
+            av_strerror(rc, err, errlen);
+            return NULL;
+        }
+    }
+
+    cw = (src->width + 1) / 2;
+    ch = (src->height + 1) / 2;
+    map_plane(s->out->data[0], s->out->linesize[0], src->data[0],
+              src->linesize[0], src->width, src->height, s->luma);
+    map_plane(s->out->data[1], s->out->linesize[1], src->data[1],
+              src->linesize[1], cw, ch, s->chroma);
+    map_plane(s->out->data[2], s->out->linesize[2], src->data[2],
+              src->linesize[2], cw, ch, s->chroma);
+    return s->out;
+}
+
+
 AVFrame *
 scaler_convert(scaler_t *s, AVFrame *src, char *err, size_t errlen)
 {
@@ -119,6 +181,14 @@ scaler_convert(scaler_t *s, AVFrame *src, char *err, size_t errlen)
     scale_target_size(src->width, src->height, s->req_w, s->req_h, &w, &h);
     if (src->format == s->dst_format && w == src->width && h == src->height) {
         return src;
+    }
+
+    if (src->format == AV_PIX_FMT_YUV420P
+        && s->dst_format == AV_PIX_FMT_YUVJ420P
+        && w == src->width && h == src->height
+        && src->color_range != AVCOL_RANGE_JPEG)
+    {
+        return expand_range(s, src, err, errlen);
     }
 
     if (s->sws == NULL || src->width != s->src_w || src->height != s->src_h
