@@ -11,7 +11,7 @@ use lib $FindBin::Bin;
 use File::Temp qw(tempdir);
 use Test::More;
 
-use KafkaStream::Test topics => ['outage:1'];
+use KafkaStream::Test topics => ['outage:1', 'outage2:1'];
 use Producer;
 
 my $dir = tempdir(CLEANUP => 1);
@@ -51,5 +51,38 @@ my @m = consume('outage');
 is(scalar @m, 60, '60 messages, no duplicates');
 is_deeply([map { header($_, 'frame') } @m], [0 .. 59],
           'in order, without a gap');
+
+subtest 'an outage longer than message.timeout.ms' => sub {
+    my $h = start_producer('-b', kafka_brokers(), '-t', 'outage2',
+                           '-X', 'message.timeout.ms=1500', '--progress',
+                           $video);
+    my $sent = sub {
+        $h->{run}->pump_nb;
+        my @n = $h->{err} =~ /(\d+) frames sent/g;
+        return @n ? $n[-1] : 0;
+    };
+
+    ok(poll_until(15, sub { $sent->() >= 5 }), 'frames are being delivered');
+    broker_control('down -1');
+    ok(poll_until(10, sub { $h->{run}->pump_nb;
+                            $h->{err} =~ /cannot deliver frame \d+/ }),
+       'failed frames are reported while the broker is away');
+    broker_control('up -1');
+    ok(poll_until(10, sub { $h->{run}->pump_nb;
+                            $h->{err} =~ /delivering to topic 'outage2' again/ }),
+       'and the return of the broker');
+
+    my $r = finish_producer($h);
+    is($r->{rc}, 1, 'exit 1: some frames were lost');
+    my ($ok, $failed) = $r->{err} =~ /(\d+) frames sent, (\d+) failed/;
+    ok($failed > 0, "$failed frames counted as failed");
+    is($ok + $failed, 60, 'every frame counted once, as sent or failed');
+
+    my @m = consume('outage2');
+    is(scalar @m, $ok, "the $ok sent frames are in the topic");
+    my @f = map { header($_, 'frame') } @m;
+    my @back = grep { $f[$_] <= $f[$_ - 1] } 1 .. $#f;
+    is(scalar @back, 0, 'in order, without duplicates');
+};
 
 done_testing;
