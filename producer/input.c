@@ -150,8 +150,11 @@ input_open(const char *url, const char *format, int decoder_threads)
 
     err = avformat_open_input(&in->fmt, url, ifmt, NULL);
     if (err < 0) {
-        /* avformat_open_input frees the context on failure */
-        ksp_error("%s: cannot open: %s", url, av_err(err, e, sizeof(e)));
+        /* avformat_open_input frees the context on failure; a stop
+         * request interrupting it is no error of the input */
+        if (!atomic_load(&ksp_stop)) {
+            ksp_error("%s: cannot open: %s", url, av_err(err, e, sizeof(e)));
+        }
         goto failed;
     }
 

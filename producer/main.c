@@ -60,7 +60,6 @@ typedef struct {
     atomic_int        fatal;            /* the sender gives up */
     atomic_llong      total_media_ns;   /* for the ETA, or 0 */
     int64_t           start_ns;
-    int64_t           produced;
     int64_t           encode_failed;
 } run_t;
 
@@ -574,7 +573,6 @@ send_job(run_t *r, job_t *job, int64_t *t0)
 
     publisher_send(r->pub, job->data, job->len, &m);
     job->data = NULL;       /* librdkafka's now, or freed */
-    r->produced++;
 
     if (publisher_fatal(r->pub)) {
         atomic_store(&r->fatal, 1);
@@ -662,7 +660,7 @@ play_input(run_t *r, const char *url, timeline_t *tl)
 
     in = input_open(url, r->o->input_format, 0);
     if (in == NULL) {
-        return -1;
+        return atomic_load(&ksp_stop) ? 0 : -1;
     }
 
     duration = input_duration_us(in);

@@ -373,6 +373,11 @@ publisher_send(publisher_t *p, uint8_t *data, size_t len,
     /* on failure, the value and the headers are still ours */
     rd_kafka_headers_destroy(h);
     free(data);
+
+    if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && atomic_load(&ksp_stop)) {
+        return -1;      /* stopping: never queued, so dropped, not failed */
+    }
+
     p->stats.failed++;
 
     if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {

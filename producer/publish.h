@@ -40,7 +40,8 @@ typedef struct publisher publisher_t;
 int publisher_new(publisher_t **out, const publish_opts_t *opts);
 
 /* Queues DATA (malloc()ed; it becomes librdkafka's or is freed here).
- * Returns 0 when queued, -1 when the frame failed (counted). */
+ * Returns 0 when queued, -1 when it was not (counted as failed unless a
+ * stop request cut short the wait for room in a full queue). */
 int publisher_send(publisher_t *p, uint8_t *data, size_t len,
                    const frame_meta_t *m);
 

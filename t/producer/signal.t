@@ -8,6 +8,7 @@ use FindBin;
 use lib $FindBin::Bin;
 
 use File::Temp qw(tempdir);
+use IO::Socket::INET;
 use Test::More;
 
 use KafkaStream::Test topics => ['int:1', 'term:1'];
@@ -53,5 +54,29 @@ for my $sig (qw(INT TERM)) {
                   'without a gap');
     };
 }
+
+subtest 'SIGINT while an input is still being opened' => sub {
+    # a server that accepts the connection and never answers
+    my $server = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
+                                       LocalPort => 0, Proto => 'tcp')
+        or die "listen: $!";
+    my $url = 'http://127.0.0.1:' . $server->sockport . '/stalled.mp4';
+
+    my $h = start_producer('-b', kafka_brokers(), '-t', 'int', $url);
+    # the producer is waiting once the connection is in the backlog
+    my $client = poll_until(10, sub {
+        my $rin = '';
+        vec($rin, fileno($server), 1) = 1;
+        select(my $rout = $rin, undef, undef, 0) > 0 ? $server->accept : undef;
+    });
+    ok($client, 'the producer connected');
+    $h->{run}->signal('INT');
+
+    my $r = finish_producer($h);
+    is($r->{rc}, 0, 'exit 0: stopping is no failure of the input')
+        or diag $r->{err};
+    unlike($r->{err}, qr/cannot open/, 'no error about the input');
+    cmp_ok($r->{elapsed}, '<', 10, 'the blocked open was interrupted');
+};
 
 done_testing;
