@@ -120,16 +120,26 @@ test: all
 	$(TEST_ENV) prove -r $(if $(T),$(T),t/)
 
 
+# make demo: the sample videos through broker, producer and nginx, in the
+# foreground until Ctrl-C (settings, e.g. DEMO_PORT: see demo/run)
+
+demo: all
+	@demo/run
+
+
 install: build
 	install -D -m 0644 $(MODULE_SO) $(DESTDIR)$(NGX_MODDIR)/$(MODULE).so
 	install -D -m 0644 conf/mod-http-kafka-stream.conf \
 	    $(DESTDIR)$(NGX_AVAIL)/mod-http-kafka-stream.conf
 	install -D -m 0755 $(PRODUCER) $(DESTDIR)$(PREFIX)/bin/kafka-stream-producer
+	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/kafka-stream/html \
+	    conf/html/index.html conf/html/viewer.js conf/html/viewer.css
 
 uninstall:
 	rm -f $(DESTDIR)$(NGX_MODDIR)/$(MODULE).so \
 	    $(DESTDIR)$(NGX_AVAIL)/mod-http-kafka-stream.conf \
 	    $(DESTDIR)$(PREFIX)/bin/kafka-stream-producer
+	rm -rf $(DESTDIR)$(PREFIX)/share/kafka-stream
 
 clean:
 	rm -rf build t/servroot

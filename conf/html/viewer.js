@@ -1,0 +1,452 @@
+/*
+ * viewer.js: shows a multipart/x-mixed-replace stream in an <img> and
+ * keeps it going.
+ *
+ * A browser does not reconnect an <img> by itself, so this does, when
+ *   - the image fails (nginx down, 503): again after 1, 2, 4 ... 10 s;
+ *   - nginx was reloaded: its old workers end their streams, and the
+ *     status endpoint then names none of the workers it named when this
+ *     stream was opened;
+ *   - the server counts no viewer on our location for a few polls;
+ *   - the stream stalls: the server has fresh frames but the picture has
+ *     not changed for STALL_MS.  Browsers do not tell when a part of a
+ *     multipart image arrives (Chromium fires "load" once per stream,
+ *     Firefox not reliably), so the picture itself is looked at: a tiny
+ *     canvas copy of it, compared from one poll to the next.  A stall
+ *     that a reconnect does not cure (a camera showing a still picture)
+ *     makes the next one wait twice as long, up to STALL_MAX_MS.
+ * Reconnecting sets img.src again, with a query that defeats caches.
+ *
+ * The figures and the camera list come from the status endpoint; when
+ * it is not allowed (conf/nginx.conf lets only localhost read it) the
+ * page still shows the stream and says why the figures are missing.
+ */
+
+(function () {
+    'use strict';
+
+    var POLL_MS = 1000;          /* status polling */
+    var POLL_DENIED_MS = 15000;  /* ... when status is not ours to read */
+    var STALL_MS = 5000;         /* picture unchanged so long: reconnect */
+    var STALL_MAX_MS = 60000;
+    var FRESH_MS = 2000;         /* the server's latest frame is fresh */
+    var NO_VIEWER_POLLS = 3;     /* polls that count no viewer: reconnect */
+    var RETRY_MAX_MS = 10000;
+
+    var body = document.body;
+    var urls = {
+        stream: body.dataset.stream,
+        camera: body.dataset.camera,
+        snapshot: body.dataset.snapshot,
+        status: body.dataset.status
+    };
+    var topic = body.dataset.topic || '';
+
+    var img = document.getElementById('stream');
+    var stateEl = document.getElementById('state');
+    var cameraBox = document.getElementById('camera-box');
+    var cameraSel = document.getElementById('camera');
+    var note = document.getElementById('note');
+
+    var camera = cameraFromHash();  /* '' is every frame: urls.stream */
+    var chosen = camera !== '';     /* by the user, not by this script */
+    var keys = [];
+    var lastCount = null;           /* frames_in at the previous poll */
+
+    var conn = null;                /* the stream currently open */
+    var stallMs = STALL_MS;
+    var retries = 0;
+    var retryTimer = null;
+    var reconnects = 0;
+
+    function cameraFromHash() {
+        var m = /(?:^#|&)cam=([^&]*)/.exec(location.hash);
+        return m ? decodeURIComponent(m[1]) : '';
+    }
+
+    function streamUrl() {
+        return camera ? urls.camera + '?id=' + encodeURIComponent(camera)
+                      : urls.stream;
+    }
+
+    function setState(text, cls) {
+        stateEl.textContent = text;
+        stateEl.className = 'state ' + cls;
+        body.dataset.state = cls;
+    }
+
+    function connect(reason) {
+        var url = streamUrl();
+
+        clearTimeout(retryTimer);
+        retryTimer = null;
+
+        if (reason) {
+            reconnects++;
+            img.dataset.reconnects = reconnects;
+            img.dataset.reason = reason;
+            console.log('viewer: reconnecting: ' + reason);
+        }
+
+        conn = {
+            opened: Date.now(),
+            loads: 0,
+            picture: null,          /* checksum of the picture's copy */
+            changed: Date.now(),    /* when it last changed */
+            pids: null,
+            noViewer: 0
+        };
+
+        setState(reason ? 'reconnecting' : 'connecting', 'wait');
+        img.src = url + (url.indexOf('?') < 0 ? '?' : '&')
+                  + '_=' + Date.now().toString(36);
+    }
+
+    function retryLater(reason) {
+        var delay = Math.min(1000 * Math.pow(2, retries), RETRY_MAX_MS);
+
+        if (retryTimer) {
+            return;
+        }
+
+        retries++;
+        setState(reason + ', retrying in ' + delay / 1000 + ' s', 'wait');
+        retryTimer = setTimeout(function () { connect(reason); }, delay);
+    }
+
+    img.addEventListener('load', function () {
+        if (conn === null) {
+            return;
+        }
+
+        conn.loads++;
+        retries = 0;
+
+        if (conn.loads === 1) {
+            setState('live', 'live');
+            /* fade the label out after a moment */
+            setTimeout(function () {
+                if (body.dataset.state === 'live') {
+                    stateEl.classList.add('quiet');
+                }
+            }, 0);
+        }
+    });
+
+    img.addEventListener('error', function () {
+        if (conn !== null && img.getAttribute('src')) {
+            retryLater('no stream');
+        }
+    });
+
+    /* a tiny copy of the picture, to tell whether it still changes */
+
+    var probe = document.createElement('canvas');
+    var probeCtx;
+
+    probe.width = 32;
+    probe.height = 18;
+    probeCtx = probe.getContext('2d', { willReadFrequently: true });
+
+    function pictureSum() {
+        var d, i, sum = 0;
+
+        if (!img.complete || !img.naturalWidth) {
+            return null;
+        }
+
+        try {
+            probeCtx.drawImage(img, 0, 0, probe.width, probe.height);
+            d = probeCtx.getImageData(0, 0, probe.width, probe.height).data;
+        } catch (e) {
+            return null;    /* a picture from another origin: unreadable */
+        }
+
+        for (i = 0; i < d.length; i++) {
+            sum = (sum * 31 + d[i]) | 0;
+        }
+
+        return sum;
+    }
+
+    /* fresh: does the server have new frames for our location? */
+    function checkStall(fresh) {
+        var now = Date.now(), sum;
+
+        if (conn === null || retryTimer) {
+            return;
+        }
+
+        /* a hidden tab may not decode frames: that is no stall */
+        if (document.hidden) {
+            conn.changed = now;
+            return;
+        }
+
+        sum = pictureSum();
+
+        if (sum !== null && sum !== conn.picture) {
+            if (conn.picture !== null) {
+                stallMs = STALL_MS;
+            }
+            conn.picture = sum;
+            conn.changed = now;
+            return;
+        }
+
+        if (fresh && now - conn.changed > stallMs) {
+            stallMs = Math.min(stallMs * 2, STALL_MAX_MS);
+            connect('stream stalled');
+        }
+    }
+
+
+    /* status */
+
+    function pollStatus() {
+        var next = POLL_MS;
+        var fresh = true;   /* without the status, assume frames flow */
+
+        fetch(urls.status, { cache: 'no-store' })
+            .then(function (r) {
+                if (r.status === 403) {
+                    next = POLL_DENIED_MS;
+                    throw new Error('the status endpoint is not allowed '
+                                    + 'from here (see its allow lines in '
+                                    + 'nginx.conf): no figures');
+                }
+                if (!r.ok) {
+                    throw new Error('status: HTTP ' + r.status);
+                }
+                return r.json();
+            })
+            .then(function (status) {
+                note.hidden = true;
+                fresh = onStatus(status);
+            })
+            .catch(function (e) {
+                note.textContent = e.message;
+                note.hidden = false;
+            })
+            .then(function () {
+                if (conn === null) {
+                    /* the first answer (or failure) chose the camera */
+                    connect(null);
+                }
+                checkStall(fresh);
+                setTimeout(pollStatus, next);
+            });
+    }
+
+    /* returns whether the server has fresh frames for our location */
+    function onStatus(status) {
+        var pids = (status.workers || []).map(function (w) { return w.pid; });
+        var mine = ourStream(status.streams || []);
+
+        showFigures(mine, status);
+        showCameras(mine);
+
+        if (conn === null || retryTimer) {
+            return false;
+        }
+
+        if (conn.pids === null) {
+            conn.pids = pids;
+
+        } else if (pids.length && !conn.pids.some(function (p) {
+                                       return pids.indexOf(p) >= 0;
+                                   }))
+        {
+            /* every worker we could have been talking to is gone */
+            connect('nginx reloaded');
+            return false;
+        }
+
+        if (mine && mine.viewers === 0
+            && Date.now() - conn.opened > 2 * POLL_MS)
+        {
+            if (++conn.noViewer >= NO_VIEWER_POLLS) {
+                connect('stream ended');
+                return false;
+            }
+
+        } else {
+            conn.noViewer = 0;
+        }
+
+        return mine !== null && typeof mine.latest_age_ms === 'number'
+               && mine.latest_age_ms < FRESH_MS;
+    }
+
+    /*
+     * Our entry in the status: the module counts per topic and partition
+     * ("streams"); the page's topic is data-topic on <body>.  Without it,
+     * the first entry.
+     */
+    function ourStream(streams) {
+        var i, s, found = null;
+
+        for (i = 0; i < streams.length; i++) {
+            s = streams[i];
+            if (topic && s.topic !== topic) {
+                continue;
+            }
+            if (found === null || s.partition === 'all') {
+                found = s;
+            }
+        }
+
+        return found;
+    }
+
+    /* frames per second since the previous poll */
+    function fpsIn(s) {
+        var now = Date.now(), fps = null;
+
+        if (typeof s.fps_in === 'number') {
+            return s.fps_in;
+        }
+
+        if (lastCount && lastCount.topic === s.topic
+            && s.frames_in >= lastCount.frames && now > lastCount.at)
+        {
+            fps = (s.frames_in - lastCount.frames) * 1000
+                  / (now - lastCount.at);
+        }
+
+        lastCount = { topic: s.topic, frames: s.frames_in, at: now };
+        return fps;
+    }
+
+    function brokerState(s, status) {
+        var up = 0;
+
+        if (s.broker) {
+            return s.broker;
+        }
+
+        (status.workers || []).forEach(function (w) {
+            up = Math.max(up, w.brokers_up || 0);
+        });
+
+        return up ? 'up' : 'down';
+    }
+
+    function text(id, value) {
+        document.getElementById(id).textContent = value;
+    }
+
+    function showFigures(s, status) {
+        var age, fps;
+
+        if (s === null) {
+            return;
+        }
+
+        fps = fpsIn(s);
+        text('fps', fps === null ? '–' : fps.toFixed(1));
+        text('viewers', s.viewers);
+        text('drops', s.drops);
+
+        age = s.latest_age_ms;
+        text('age', typeof age !== 'number' ? 'no frame yet'
+                    : age < 1000 ? age + ' ms'
+                    : (age / 1000).toFixed(1) + ' s');
+
+        text('broker', brokerState(s, status));
+    }
+
+    /* the selector: shown once the topic has seen several keys */
+    function showCameras(s) {
+        var seen = s && s.keys ? s.keys.slice().sort() : [];
+
+        if (seen.join('\n') === keys.join('\n')) {
+            return;
+        }
+
+        keys = seen;
+        cameraSel.textContent = '';
+        cameraSel.add(new Option('all frames', ''));
+        keys.forEach(function (k) { cameraSel.add(new Option(k, k)); });
+
+        if (camera && keys.indexOf(camera) < 0) {
+            cameraSel.add(new Option(camera, camera));
+        }
+
+        cameraBox.hidden = keys.length < 2;
+
+        /* frames of several cameras in one stream flicker: pick one */
+        if (!chosen && camera === '' && keys.length >= 2) {
+            camera = keys[0];
+            if (conn !== null) {
+                connect(null);
+            }
+        }
+
+        cameraSel.value = camera;
+    }
+
+    cameraSel.addEventListener('change', function () {
+        camera = cameraSel.value;
+        chosen = true;
+        history.replaceState(null, '', camera ? '#cam=' + camera : '#');
+        retries = 0;
+        connect(null);
+    });
+
+    window.addEventListener('hashchange', function () {
+        camera = cameraFromHash();
+        chosen = camera !== '';
+        connect(null);
+    });
+
+
+    /* snapshot: fetch the latest frame and save it as a file */
+
+    document.getElementById('snapshot').addEventListener('click', function () {
+        var url = urls.snapshot
+                  + (camera ? '?id=' + encodeURIComponent(camera) : '');
+
+        fetch(url, { cache: 'no-store' })
+            .then(function (r) {
+                if (r.status === 503) {
+                    throw new Error('no frame yet: try again in a moment');
+                }
+                if (!r.ok) {
+                    throw new Error('snapshot: HTTP ' + r.status);
+                }
+                return r.blob();
+            })
+            .then(function (blob) {
+                var a = document.createElement('a');
+                var stamp = new Date().toISOString()
+                                .replace(/[:.]/g, '-').slice(0, 19);
+
+                a.href = URL.createObjectURL(blob);
+                a.download = 'snapshot-' + (camera || 'all') + '-' + stamp
+                             + (blob.type === 'image/png' ? '.png' : '.jpg');
+                document.body.appendChild(a);
+                a.click();
+                a.remove();
+                setTimeout(function () { URL.revokeObjectURL(a.href); },
+                           10000);
+            })
+            .catch(function (e) {
+                note.textContent = e.message;
+                note.hidden = false;
+            });
+    });
+
+
+    /*
+     * Start after "load": an <img> that is loading when the page loads
+     * delays the load event, and a stream never finishes loading.  The
+     * first status answer comes before the stream: it tells the cameras.
+     */
+
+    if (document.readyState === 'complete') {
+        pollStatus();
+    } else {
+        window.addEventListener('load', pollStatus);
+    }
+}());
