@@ -63,7 +63,8 @@ build/nginx/Makefile: config
 
 $(MODULE_SO): build/nginx/Makefile $(MODULE).c
 	$(MAKE) -f $(BUILD)/nginx/Makefile -C $(NGX_SRC) modules
-	cp build/nginx/$(MODULE).so $@
+	@# a new file, not one written in place: running nginx keep theirs
+	cp build/nginx/$(MODULE).so $@.tmp && mv -f $@.tmp $@
 
 
 build/producer/%.o: producer/%.c

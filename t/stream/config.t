@@ -1,0 +1,130 @@
+# "nginx -t" fails, naming the directive and the problem, for each kind of
+# bad configuration; and accepts a good one.
+
+use strict;
+use warnings;
+
+use File::Temp qw(tempdir);
+use Test::More;
+
+my $nginx = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
+my $module = $ENV{TEST_NGINX_LOAD_MODULES}
+             || "$ENV{PWD}/build/ngx_http_kafka_stream_module.so";
+
+my $dir = tempdir(CLEANUP => 1);
+mkdir "$dir/logs";
+
+
+# runs "nginx -t" on an http{} body; returns (exit code, output)
+sub nginx_t {
+    my ($http, $main) = @_;
+
+    open my $conf, '>', "$dir/nginx.conf" or die "$dir/nginx.conf: $!";
+    print $conf "load_module $module;\n", $main // '',
+                "error_log logs/error.log;\npid logs/nginx.pid;\n",
+                "events { }\nhttp {\n$http\n}\n";
+    close $conf;
+
+    my $out = `$nginx -t -p $dir/ -c nginx.conf -e stderr 2>&1`;
+    return ($? >> 8, $out);
+}
+
+
+my @bad = (
+    [ 'brokers missing',
+      'server { listen 127.0.0.1:1; location /s { kafka_stream dbtech; } }',
+      qr/"kafka_stream_brokers" is required/ ],
+
+    [ 'stream directive at server level',
+      'kafka_stream_brokers 127.0.0.1:9092;
+       server { listen 127.0.0.1:1; kafka_stream dbtech; }',
+      qr/"kafka_stream" directive is not allowed here/ ],
+
+    [ 'brokers inside a location',
+      'server { listen 127.0.0.1:1;
+                location /s { kafka_stream_brokers a:1; kafka_stream t; } }',
+      qr/"kafka_stream_brokers" directive is not allowed here/ ],
+
+    [ 'bad frame size',
+      'kafka_stream_brokers 127.0.0.1:9092;
+       server { listen 127.0.0.1:1;
+                location /s { kafka_stream t; kafka_stream_max_frame_size 8q; } }',
+      qr/"kafka_stream_max_frame_size" directive invalid value/ ],
+
+    [ 'zero frame size',
+      'kafka_stream_brokers 127.0.0.1:9092;
+       server { listen 127.0.0.1:1;
+                location /s { kafka_stream t; kafka_stream_max_frame_size 0; } }',
+      qr/"kafka_stream_max_frame_size" must not be zero/ ],
+
+    [ 'bad partition',
+      'kafka_stream_brokers 127.0.0.1:9092;
+       server { listen 127.0.0.1:1;
+                location /s { kafka_stream t; kafka_stream_partition first; } }',
+      qr/invalid value "first" in "kafka_stream_partition"/ ],
+
+    [ 'bad idle resend',
+      'kafka_stream_brokers 127.0.0.1:9092;
+       server { listen 127.0.0.1:1;
+                location /s { kafka_stream t; kafka_stream_idle_resend soon; } }',
+      qr/"kafka_stream_idle_resend" directive invalid value/ ],
+
+    [ 'bad max viewers',
+      'kafka_stream_brokers 127.0.0.1:9092;
+       server { listen 127.0.0.1:1;
+                location /s { kafka_stream t; kafka_stream_max_viewers -3; } }',
+      qr/"kafka_stream_max_viewers" directive invalid number/ ],
+
+    [ 'bad boundary',
+      'kafka_stream_brokers 127.0.0.1:9092;
+       server { listen 127.0.0.1:1;
+                location /s { kafka_stream t; kafka_stream_boundary "a b"; } }',
+      qr/invalid value "a b" in "kafka_stream_boundary"/ ],
+
+    [ 'bad topic name',
+      'kafka_stream_brokers 127.0.0.1:9092;
+       server { listen 127.0.0.1:1; location /s { kafka_stream "a/b"; } }',
+      qr/invalid topic name "a\/b" in "kafka_stream"/ ],
+
+    [ 'unknown librdkafka property',
+      'kafka_stream_brokers 127.0.0.1:9092;
+       kafka_stream_option no.such.property 1;',
+      qr/invalid "kafka_stream_option" "no.such.property" "1": .*No such configuration property/ ],
+
+    [ 'librdkafka rejects the value',
+      'kafka_stream_brokers 127.0.0.1:9092;
+       kafka_stream_option fetch.wait.max.ms forever;',
+      qr/invalid "kafka_stream_option" "fetch.wait.max.ms" "forever": .*fetch.wait.max.ms/ ],
+
+    [ 'stream directive twice',
+      'kafka_stream_brokers 127.0.0.1:9092;
+       server { listen 127.0.0.1:1;
+                location /s { kafka_stream t; kafka_stream_snapshot t; } }',
+      qr/"kafka_stream_snapshot" directive is duplicate/ ],
+);
+
+for my $case (@bad) {
+    my ($name, $http, $re) = @$case;
+    my ($rc, $out) = nginx_t($http);
+
+    isnt($rc, 0, "$name: nginx -t fails");
+    like($out, $re, "$name: the message says why");
+}
+
+my ($rc, $out) = nginx_t(
+    'kafka_stream_brokers 127.0.0.1:9092;
+     kafka_stream_option fetch.wait.max.ms 20;
+     kafka_stream_option socket.keepalive.enable true;
+     server {
+         listen 127.0.0.1:1;
+         kafka_stream_max_frame_size 2m;
+         location /stream   { kafka_stream dbtech; kafka_stream_partition all; }
+         location /cam      { kafka_stream dbtech; kafka_stream_key $arg_id; }
+         location /one      { kafka_stream dbtech; kafka_stream_partition 3; }
+         location /snapshot { kafka_stream_snapshot dbtech; }
+         location /status   { kafka_stream_status; }
+     }');
+
+is($rc, 0, 'a good configuration passes nginx -t') or diag($out);
+
+done_testing();

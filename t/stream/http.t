@@ -1,0 +1,185 @@
+# The HTTP side: snapshot, status, methods, the viewer limit.
+
+use Test::Nginx::Socket 'no_plan';
+use KafkaStream::Test topics => ['dbtech:1', 'empty:1'];
+use KafkaStream::Viewers;
+use File::Temp ();
+
+our @F = make_frames(4, format => 'png', size => '64x48');
+our @J = make_frames(2, format => 'jpeg', size => '64x48');
+
+no_shuffle();
+log_level('info');
+
+# "--- init" code runs in Test::Nginx::Util ("eval" sections say @::F)
+no warnings 'once';
+*Test::Nginx::Util::F = \@F;
+*Test::Nginx::Util::J = \@J;
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: snapshot: the latest frame as an ordinary response
+--- http_config
+    kafka_stream_brokers $TEST_NGINX_KAFKA_BROKERS;
+--- config
+    location /snapshot { kafka_stream_snapshot dbtech; }
+--- init
+produce('dbtech', $J[0]);
+produce('dbtech', $F[1]);
+--- request
+GET /snapshot
+--- response_headers
+Content-Type: image/png
+Cache-Control: no-cache, no-store
+--- response_headers_like
+X-Timestamp: \d{10}\.\d{3}
+--- response_body eval
+$::F[1]
+--- no_error_log
+[alert]
+
+
+
+=== TEST 2: snapshot of a JPEG, with its length
+--- http_config
+    kafka_stream_brokers $TEST_NGINX_KAFKA_BROKERS;
+--- config
+    location /snapshot { kafka_stream_snapshot dbtech; }
+--- init
+produce('dbtech', $J[1]);
+--- request
+GET /snapshot
+--- response_headers eval
+"Content-Type: image/jpeg\nContent-Length: " . length($::J[1])
+--- response_body eval
+$::J[1]
+
+
+
+=== TEST 3: snapshot of a topic without frames: 503 with Retry-After
+--- http_config
+    kafka_stream_brokers $TEST_NGINX_KAFKA_BROKERS;
+--- config
+    location /snapshot { kafka_stream_snapshot empty; }
+--- request
+GET /snapshot
+--- timeout: 6
+--- error_code: 503
+--- response_headers
+Retry-After: 1
+
+
+
+=== TEST 4: status as JSON
+--- http_config
+    kafka_stream_brokers $TEST_NGINX_KAFKA_BROKERS;
+--- config
+    location /stream { kafka_stream dbtech; }
+    location /one { kafka_stream empty; kafka_stream_partition 0; }
+    location /status { kafka_stream_status; }
+--- init
+produce('dbtech', $F[2], key => "cam\"1\r\n");
+--- request
+GET /status
+--- response_headers
+Content-Type: application/json
+--- response_body_like eval
+qr/^\{"version":"[\d.]+","workers":\[\{"pid":\d+,"brokers_up":\d+,"partitions":\d+,"viewers":0,"frames_in":\d+,"parts_sent":\d+,"drops":0\}\],"streams":\[\{"topic":"dbtech","partition":"all","viewers":0,"frames_in":\d+,"bytes_in":\d+,"parts_sent":0,"drops":0,"skipped":0,"last_offset":(?:\d+|null),"latest_age_ms":(?:\d+|null),"broker":"(?:up|down)","keys":\[(?:"cam\\u00221\\u000d\\u000a")?\]\},\{"topic":"empty","partition":0,.*\}\]\}\n$/s
+
+
+
+=== TEST 5: status in Prometheus text, by argument
+--- http_config
+    kafka_stream_brokers $TEST_NGINX_KAFKA_BROKERS;
+--- config
+    location /stream { kafka_stream dbtech; }
+    location /status { kafka_stream_status; }
+--- request
+GET /status?format=prometheus
+--- response_headers
+Content-Type: text/plain; version=0.0.4
+--- response_body_like eval
+qr/^# HELP kafka_stream_viewers .*\nkafka_stream_viewers\{topic="dbtech",partition="all"\} 0\n.*kafka_stream_frames_received_total\{topic="dbtech",partition="all"\} \d+\n.*kafka_stream_brokers_up \d+\n$/s
+
+
+
+=== TEST 6: status in Prometheus text, by Accept
+--- http_config
+    kafka_stream_brokers $TEST_NGINX_KAFKA_BROKERS;
+--- config
+    location /stream { kafka_stream dbtech; }
+    location /status { kafka_stream_status; }
+--- request
+GET /status
+--- more_headers
+Accept: text/plain
+--- response_headers
+Content-Type: text/plain; version=0.0.4
+--- response_body_like eval
+qr/kafka_stream_drops_total\{topic="dbtech",partition="all"\} 0\n/
+
+
+
+=== TEST 7: HEAD answers the stream's headers only
+--- http_config
+    kafka_stream_brokers $TEST_NGINX_KAFKA_BROKERS;
+--- config
+    location /stream { kafka_stream dbtech; }
+--- request
+HEAD /stream
+--- response_headers
+Content-Type: multipart/x-mixed-replace; boundary=kafka-stream-frame
+--- response_body chomp
+
+
+
+=== TEST 8: other methods are not allowed
+--- http_config
+    kafka_stream_brokers $TEST_NGINX_KAFKA_BROKERS;
+--- config
+    location /stream { kafka_stream dbtech; }
+    location /snapshot { kafka_stream_snapshot dbtech; }
+--- request eval
+["POST /stream\nbody", "DELETE /snapshot"]
+--- error_code eval
+[405, 405]
+
+
+
+=== TEST 9: over kafka_stream_max_viewers: 503, and the viewer inside keeps its stream
+--- http_config
+    kafka_stream_brokers $TEST_NGINX_KAFKA_BROKERS;
+--- config
+    location /stream { kafka_stream dbtech; kafka_stream_max_viewers 1; }
+    location /status { kafka_stream_status; }
+--- init
+my $file = File::Temp->new(UNLINK => 0)->filename;
+@main::First = (start_viewer('/stream', $file, 3), $file);
+my $deadline = time + 10;
+select undef, undef, undef, 0.02 while watched() < 1 && time < $deadline;
+--- request
+GET /stream
+--- error_code: 503
+--- error_log
+kafka stream: 1 viewers reached (kafka_stream_max_viewers)
+--- wait: 0.1
+
+
+
+=== TEST 10: a custom boundary
+--- http_config
+    kafka_stream_brokers $TEST_NGINX_KAFKA_BROKERS;
+--- config
+    location /stream { kafka_stream dbtech; kafka_stream_boundary "frame:42"; }
+--- init
+produce('dbtech', $F[3]);
+--- request
+GET /stream
+--- abort
+--- timeout: 2
+--- response_headers
+Content-Type: multipart/x-mixed-replace; boundary=frame:42
+--- response_body_like eval
+qr{^--frame:42\r\nContent-Type: image/png\r\n.*\Q$::F[3]\E\r\n--frame:42\r\n}s
