@@ -11,7 +11,8 @@ use lib $FindBin::Bin;
 use File::Temp qw(tempdir);
 use Test::More;
 
-use KafkaStream::Test topics => ['paced:1', 'fast:1', 'fps:1', 'loop:1'];
+use KafkaStream::Test topics => ['paced:1', 'fast:1', 'fps:1', 'loop:1',
+                                 'drift:1'];
 use Producer;
 
 my $dir = tempdir(CLEANUP => 1);
@@ -79,6 +80,20 @@ subtest 'looping continues the timeline' => sub {
     is(scalar @long, 0, 'no pause or burst at the loop point')
         or diag "@g";
     is(header($m[20], 'pts-ms'), 500, 'pts-ms goes on after the loop');
+};
+
+subtest 'no drift: 300 frames at 50 fps span 5.98 s' => sub {
+    # sleeping a frame interval after each send would add each frame's
+    # own work to the span; absolute deadlines do not
+    my $long = make_video("$dir/50fps.mp4", duration => 6, fps => 50,
+                          size => '64x48');
+    my $r = run_producer('-b', $brokers, '-t', 'drift', $long);
+    is($r->{rc}, 0, 'exit 0') or diag $r->{err};
+
+    my @m = consume('drift');
+    is(scalar @m, 300, '300 messages');
+    my $span = $m[-1]{timestamp} - $m[0]{timestamp};
+    ok(abs($span - 5980) <= 60, "span $span ms is 5980 +- 60");
 };
 
 done_testing;
