@@ -1430,17 +1430,18 @@ ngx_http_kafka_stream_status_json(ngx_http_request_t *r,
             wsum.frames_in += c->frames_in;
             wsum.parts_sent += c->parts_sent;
             wsum.drops += c->drops;
+            wsum.skipped += c->skipped;
         }
 
         up = ngx_max(up, slot->brokers_up);
 
         p = ngx_sprintf(p, "%s{\"pid\":%uA,\"brokers_up\":%uA,"
                         "\"partitions\":%uA,\"viewers\":%uA,"
-                        "\"frames_in\":%uA,\"parts_sent\":%uA,"
-                        "\"drops\":%uA}",
+                        "\"frames_in\":%uA,\"skipped\":%uA,"
+                        "\"parts_sent\":%uA,\"drops\":%uA}",
                         first ? "" : ",", slot->pid, slot->brokers_up,
                         slot->partitions, wsum.viewers, wsum.frames_in,
-                        wsum.parts_sent, wsum.drops);
+                        wsum.skipped, wsum.parts_sent, wsum.drops);
         first = 0;
     }
 

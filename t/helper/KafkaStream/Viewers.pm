@@ -17,6 +17,12 @@ package KafkaStream::Viewers;
 #   frame_indexes($body, \@frames)      for every complete part, the index
 #                                       of its image in @frames, or -1
 #   squeeze(@list)                      consecutive repeats removed
+#   frames_check(\@frames)              a check for add_response_body_check:
+#                                       waits for the block's producers, and
+#                                       with "--- frames: 1 2 3" compares
+#                                       the frames the response carried,
+#                                       after what came before the first
+#                                       expected one and the re-sends
 #
 # The /status location must be configured as "location /status
 # { kafka_stream_status; }" for the first three.
@@ -32,7 +38,7 @@ use Time::HiRes qw(sleep time);
 use KafkaStream::Test ();
 
 our @EXPORT = qw(status_json watched produce_when_watched start_viewer
-                 finish_viewer frame_indexes squeeze);
+                 finish_viewer frame_indexes squeeze frames_check);
 
 our $Boundary = 'kafka-stream-frame';
 
@@ -97,9 +103,9 @@ sub consuming {
 }
 
 
-sub frames_in_per_worker {
+sub messages_per_worker {
     my $status = status_json() or return ();
-    return map { $_->{frames_in} } @{$status->{workers}};
+    return map { $_->{frames_in} + $_->{skipped} } @{$status->{workers}};
 }
 
 
@@ -131,22 +137,27 @@ sub produce_when_watched {
 
     if ($pid == 0) {
         my $ok = eval {
-            my $deadline = time + 10;
+            my $deadline = time + 30;
 
             while (watched() < $n) {
                 die "nginx never had $n viewers\n" if time > $deadline;
                 sleep 0.02;
             }
 
-            my @before = frames_in_per_worker();
+            my @before;
+
+            until (@before = messages_per_worker()) {
+                die "no status from nginx\n" if time > $deadline;
+                sleep 0.02;
+            }
 
             send_payload($topic, $payloads->[0], %opts);
 
             for (;;) {
-                my @now = frames_in_per_worker();
+                my @now = messages_per_worker();
                 last if @now == @before
                         && !grep { $now[$_] <= $before[$_] } 0 .. $#now;
-                die "the workers never got the first frame\n"
+                die "the workers never got the first frame (@before -> @now)\n"
                     if time > $deadline;
                 sleep 0.02;
             }
@@ -207,6 +218,26 @@ sub frame_indexes {
 
     return map { $index{$_->{body}} // -1 }
            KafkaStream::Test::multipart_parts($body, $Boundary);
+}
+
+
+sub frames_check {
+    my ($frames) = @_;
+
+    return sub {
+        my ($block, $body) = @_;
+
+        # what a block produced must not spill into the next one
+        Test::More::ok(KafkaStream::Test::wait_for_children(),
+                       $block->name . " - producers done");
+
+        my $expected = $block->frames or return;
+        my @want = split ' ', $expected;
+        my @got = squeeze(frame_indexes($body, $frames));
+
+        shift @got while @got && $got[0] != $want[0];
+        Test::More::is("@got", "@want", $block->name . " - frames in order");
+    };
 }
 
 
