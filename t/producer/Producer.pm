@@ -16,7 +16,7 @@ use Time::HiRes qw(time sleep);
 
 our @EXPORT = qw(producer_bin run_producer start_producer finish_producer
                  header headers_of png_info png_first_pixel jpeg_info
-                 ffprobe_frames median poll_until);
+                 ffprobe_frames median poll_until send_and_consume);
 
 my $Repo = abs_path(dirname(__FILE__) . '/../..');
 
@@ -58,6 +58,19 @@ sub finish_producer {
 
 sub run_producer {
     return finish_producer(start_producer(@_));
+}
+
+
+# runs the producer with -b BROKERS -t TOPIC ARGS..., checks that it exits
+# 0 and that TOPIC then holds COUNT messages; returns them
+sub send_and_consume {
+    my ($brokers, $topic, $count, @args) = @_;
+    my $r = run_producer('-b', $brokers, '-t', $topic, @args);
+    Test::More::is($r->{rc}, 0, "exit 0")
+        or Test::More::diag($r->{err});
+    my @m = KafkaStream::Test::consume($topic);
+    Test::More::is(scalar @m, $count, "$count messages");
+    return @m;
 }
 
 
