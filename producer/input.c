@@ -31,8 +31,12 @@ struct input {
     double            fps;
     int64_t           frames;
     int64_t           errors;
+    int64_t           errors_in_row;
     int               last_error;
 };
+
+/* this many damaged packets in a row, and the decoder is taken as failed */
+#define MAX_ERRORS_IN_ROW  500
 
 
 static int
@@ -202,6 +206,17 @@ failed:
 }
 
 
+/* A damaged packet or frame is skipped, as ffmpeg does: a live stream
+ * should not end on one bad packet. */
+static void
+note_error(input_t *in, int err)
+{
+    in->errors++;
+    in->errors_in_row++;
+    in->last_error = err;
+}
+
+
 static int
 read_packet(input_t *in)
 {
@@ -211,18 +226,19 @@ read_packet(input_t *in)
     for ( ;; ) {
         err = av_read_frame(in->fmt, in->pkt);
 
-        if (err == AVERROR_EOF || err == AVERROR_EXIT) {
+        if (err == AVERROR_EOF || err == AVERROR_EXIT
+            || (err < 0 && atomic_load(&ksp_stop)))
+        {
             /* enter draining mode: the decoder returns what it holds */
             in->draining = 1;
             err = avcodec_send_packet(in->dec, NULL);
-            return err < 0 ? err : 0;
+            if (err < 0) {
+                note_error(in, err);
+            }
+            return 0;
         }
 
         if (err < 0) {
-            if (atomic_load(&ksp_stop)) {
-                in->draining = 1;
-                return avcodec_send_packet(in->dec, NULL);
-            }
             ksp_error("%s: read error: %s", in->url,
                       av_err(err, e, sizeof(e)));
             return err;
@@ -235,14 +251,30 @@ read_packet(input_t *in)
 
         err = avcodec_send_packet(in->dec, in->pkt);
         av_packet_unref(in->pkt);
-
         if (err < 0 && err != AVERROR(EAGAIN)) {
-            /* a damaged packet: skip it, as ffmpeg does */
-            in->errors++;
-            in->last_error = err;
+            note_error(in, err);
         }
         return 0;
     }
+}
+
+
+static int
+end_of_input(input_t *in)
+{
+    char  e[AV_ERROR_MAX_STRING_SIZE];
+
+    if (in->frames == 0 && in->errors > 0) {
+        ksp_error("%s: no frame could be decoded: %s", in->url,
+                  av_err(in->last_error, e, sizeof(e)));
+        return -1;
+    }
+    if (in->errors > 0) {
+        /* a warning: the frames that did decode were sent */
+        ksp_error("%s: %" PRId64 " damaged packets skipped (%s)", in->url,
+                  in->errors, av_err(in->last_error, e, sizeof(e)));
+    }
+    return 1;
 }
 
 
@@ -261,22 +293,29 @@ input_read(input_t *in, AVFrame *frame, int64_t *pts_us)
         }
 
         if (err == AVERROR_EOF) {
-            if (in->frames == 0 && in->errors > 0) {
-                ksp_error("%s: no frame could be decoded: %s", in->url,
-                          av_err(in->last_error, e, sizeof(e)));
-                return -1;
-            }
-            return 1;
+            return end_of_input(in);
         }
 
         if (err != AVERROR(EAGAIN)) {
-            ksp_error("%s: decoder %s failed: %s", in->url,
-                      in->dec->codec->name, av_err(err, e, sizeof(e)));
-            return -1;
+            /* with frame threads, a damaged packet is reported here */
+            note_error(in, err);
+            if (in->errors_in_row >= MAX_ERRORS_IN_ROW) {
+                ksp_error("%s: decoder %s failed: %s", in->url,
+                          in->dec->codec->name, av_err(err, e, sizeof(e)));
+                return -1;
+            }
+            continue;
         }
 
         if (in->draining) {
-            return 1;
+            return end_of_input(in);
+        }
+
+        if (in->errors_in_row >= MAX_ERRORS_IN_ROW) {
+            ksp_error("%s: decoder %s failed: %s", in->url,
+                      in->dec->codec->name,
+                      av_err(in->last_error, e, sizeof(e)));
+            return -1;
         }
 
         if (read_packet(in) < 0) {
@@ -285,6 +324,7 @@ input_read(input_t *in, AVFrame *frame, int64_t *pts_us)
     }
 
     in->frames++;
+    in->errors_in_row = 0;
 
     ts = frame->best_effort_timestamp;
     if (ts == AV_NOPTS_VALUE) {

@@ -33,11 +33,18 @@ system('ffmpeg', '-v', 'error', '-nostdin', '-y', '-f', 'lavfi', '-i',
        'sine=frequency=440:duration=1', $audio) == 0
     or BAIL_OUT('ffmpeg cannot make the audio file');
 
+# a valid container whose H.264 packets are all noise: the decoder fails
+my $garbled = "$dir/garbled.mkv";
+system('ffmpeg', '-v', 'error', '-nostdin', '-y', '-i', $video, '-c:v',
+       'copy', '-bsf:v', 'noise=amount=1', $garbled) == 0
+    or BAIL_OUT('ffmpeg cannot make the garbled file');
+
 my @bad_inputs = (
     ["$dir/missing.mp4", qr/missing\.mp4: cannot open: No such file/],
     [$text,  qr/notes\.mp4: cannot open: Invalid data/],
     [$empty, qr/empty\.mp4: cannot open: /],
     [$audio, qr/tone\.m4a: no video stream/],
+    [$garbled, qr/garbled\.mkv: no frame could be decoded: Invalid data/],
 );
 
 for my $case (@bad_inputs) {

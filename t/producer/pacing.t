@@ -56,7 +56,7 @@ subtest '--fps 20 paces at 50 ms' => sub {
 
 subtest 'looping continues the timeline' => sub {
     my @m = send_and_consume($brokers, 'loop', 40, '--loop', '2',
-                         '-r', '40', $video);
+                             '-r', '40', $video);
     is_deeply([map { header($_, 'frame') } @m], [0 .. 39],
               'frame numbers go on across the loop');
     my @g = gaps(@m);
