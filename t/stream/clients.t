@@ -9,6 +9,7 @@ our @F = make_frames(24, format => 'png', size => '320x240');
 
 master_on();
 workers(2);
+worker_connections(1024);
 no_shuffle();
 log_level('info');
 
@@ -29,6 +30,18 @@ add_response_body_check(sub {
     my $status = status_json();
     cmp_ok($status->{streams}[0]{drops}, '>', 0,
            $block->name . " - the slow viewer's frames were dropped");
+});
+
+# "--- load_ok: yes": the mjpeg-load run that "--- init" started passed
+
+add_response_body_check(sub {
+    my ($block) = @_;
+
+    return if !$block->load_ok;
+
+    waitpid $main::LoadPid, 0;
+    is($? >> 8, 0, $block->name . " - every load client viewer got them")
+        or diag(`cat $Test::Nginx::Util::ServRoot/load.out`);
 });
 
 run_tests();
@@ -62,7 +75,34 @@ qr/^\{.*"streams":\[\{"topic":"dbtech","partition":"all","viewers":0,"frames_in"
 
 
 
-=== TEST 2: a slow viewer does not slow a fast one
+=== TEST 2: 100 viewers each receive every frame
+--- http_config
+    kafka_stream_brokers $TEST_NGINX_KAFKA_BROKERS;
+    kafka_stream_idle_resend 0;
+--- config
+    location /stream { kafka_stream dbtech; }
+    location /status { kafka_stream_status; }
+--- init
+my $url = "http://127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}/stream";
+# the latest frame, the warm-up frame, then the 10 frames
+$main::LoadPid = fork;
+if ($main::LoadPid == 0) {
+    open STDOUT, '>', "$Test::Nginx::Util::ServRoot/load.out";
+    exec $main::Load, '-c', 100, '-d', 4, '--expect-frames', 12, $url;
+}
+produce_when_watched(101, 'dbtech', [@F[1 .. 10]]);
+--- request
+GET /stream
+--- abort
+--- timeout: 6
+--- frames: 1 2 3 4 5 6 7 8 9 10
+--- load_ok: yes
+--- no_error_log
+[alert]
+
+
+
+=== TEST 3: a slow viewer does not slow a fast one
 --- http_config
     kafka_stream_brokers $TEST_NGINX_KAFKA_BROKERS;
     kafka_stream_idle_resend 0;
@@ -89,7 +129,7 @@ GET /stream
 
 
 
-=== TEST 3: a reload ends the streams with the closing boundary, and the old workers leave
+=== TEST 4: a reload ends the streams with the closing boundary, and the old workers leave
 --- http_config
     kafka_stream_brokers $TEST_NGINX_KAFKA_BROKERS;
     kafka_stream_idle_resend 100ms;

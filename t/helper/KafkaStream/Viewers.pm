@@ -103,9 +103,11 @@ sub consuming {
 }
 
 
+# messages each worker took from Kafka (frames and skipped), by pid
 sub messages_per_worker {
     my $status = status_json() or return ();
-    return map { $_->{frames_in} + $_->{skipped} } @{$status->{workers}};
+    return map { ($_->{pid} => $_->{frames_in} + $_->{skipped}) }
+               @{$status->{workers}};
 }
 
 
@@ -144,9 +146,9 @@ sub produce_when_watched {
                 sleep 0.02;
             }
 
-            my @before;
+            my %before;
 
-            until (@before = messages_per_worker()) {
+            until (%before = messages_per_worker()) {
                 die "no status from nginx\n" if time > $deadline;
                 sleep 0.02;
             }
@@ -154,10 +156,10 @@ sub produce_when_watched {
             send_payload($topic, $payloads->[0], %opts);
 
             for (;;) {
-                my @now = messages_per_worker();
-                last if @now == @before
-                        && !grep { $now[$_] <= $before[$_] } 0 .. $#now;
-                die "the workers never got the first frame (@before -> @now)\n"
+                my %now = messages_per_worker();
+                last if %now
+                        && !grep { $now{$_} <= ($before{$_} // 0) } keys %now;
+                die "the workers never got the first frame\n"
                     if time > $deadline;
                 sleep 0.02;
             }
