@@ -115,7 +115,7 @@ static int
 encode_png(encoder_t *enc, const AVFrame *frame, membuf_t *b)
 {
     png_structp  png;
-    png_infop    info = NULL;
+    png_infop    info;
 
     png = png_create_write_struct(PNG_LIBPNG_VER_STRING, enc, png_on_error,
                                   png_on_warning);
@@ -124,14 +124,17 @@ encode_png(encoder_t *enc, const AVFrame *frame, membuf_t *b)
         return -1;
     }
 
-    if (setjmp(png_jmpbuf(png))) {
-        png_destroy_write_struct(&png, &info);
+    /* before setjmp: locals changed after it are unreliable after longjmp */
+    info = png_create_info_struct(png);
+    if (info == NULL) {
+        png_destroy_write_struct(&png, NULL);
+        snprintf(enc->err, enc->errlen, "libpng: cannot create an info struct");
         return -1;
     }
 
-    info = png_create_info_struct(png);
-    if (info == NULL) {
-        png_error(png, "cannot create an info struct");
+    if (setjmp(png_jmpbuf(png))) {
+        png_destroy_write_struct(&png, &info);
+        return -1;
     }
 
     png_set_write_fn(png, b, png_on_write, png_on_flush);

@@ -125,23 +125,25 @@ start_workers(pool_t *p, int threads, const encode_opts_t *eo,
         w->scaler = scaler_new(encoder_pix_fmt(eo->format), req_w, req_h);
         w->encoder = encoder_new(eo);
         if (w->scaler == NULL || w->encoder == NULL) {
-            scaler_free(w->scaler);
-            encoder_free(w->encoder);
             ksp_error("out of memory");
-            return -1;
+            goto failed;
         }
 
         rc = pthread_create(&w->tid, NULL, worker_main, w);
         if (rc != 0) {
-            scaler_free(w->scaler);
-            encoder_free(w->encoder);
             ksp_error("cannot start an encoder thread: %s", strerror(rc));
-            return -1;
+            goto failed;
         }
         p->nworkers++;
     }
 
     return 0;
+
+failed:
+    /* the running workers are freed by pool_free() */
+    scaler_free(w->scaler);
+    encoder_free(w->encoder);
+    return -1;
 }
 
 
@@ -167,26 +169,27 @@ pool_new(int threads, const encode_opts_t *eo, int req_w, int req_h)
     p->slots = calloc(p->nslots, sizeof(job_t));
     if (p->slots == NULL) {
         ksp_error("out of memory");
-        pool_free(p);
-        return NULL;
+        goto failed;
     }
 
     for (size_t i = 0; i < p->nslots; i++) {
         p->slots[i].frame = av_frame_alloc();
         if (p->slots[i].frame == NULL) {
             ksp_error("out of memory");
-            pool_free(p);
-            return NULL;
+            goto failed;
         }
     }
 
     if (start_workers(p, threads, eo, req_w, req_h) != 0) {
-        pool_close(p);
-        pool_free(p);
-        return NULL;
+        goto failed;
     }
 
     return p;
+
+failed:
+    pool_close(p);      /* lets the workers already started end */
+    pool_free(p);
+    return NULL;
 }
 
 

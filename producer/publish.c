@@ -260,6 +260,7 @@ publisher_new(publisher_t **out, const publish_opts_t *opts)
     publisher_t      *p;
     rd_kafka_conf_t  *conf;
     char              errstr[512];
+    int               rc = 2;
 
     p = calloc(1, sizeof(*p));
     if (p == NULL) {
@@ -270,8 +271,7 @@ publisher_new(publisher_t **out, const publish_opts_t *opts)
 
     conf = make_conf(p, opts);
     if (conf == NULL) {
-        free(p);
-        return 2;
+        goto failed;
     }
 
     p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
@@ -279,8 +279,7 @@ publisher_new(publisher_t **out, const publish_opts_t *opts)
         /* rd_kafka_new keeps CONF only on success */
         rd_kafka_conf_destroy(conf);
         ksp_error("cannot create the Kafka producer: %s", errstr);
-        free(p);
-        return 2;
+        goto failed;
     }
 
     /* A topic handle now starts the metadata lookup while the input is
@@ -289,13 +288,19 @@ publisher_new(publisher_t **out, const publish_opts_t *opts)
     if (p->rkt == NULL) {
         ksp_error("topic '%s': %s", opts->topic,
                   rd_kafka_err2str(rd_kafka_last_error()));
-        rd_kafka_destroy(p->rk);
-        free(p);
-        return 1;
+        rc = 1;
+        goto failed;
     }
 
     *out = p;
     return 0;
+
+failed:
+    if (p->rk != NULL) {
+        rd_kafka_destroy(p->rk);
+    }
+    free(p);
+    return rc;
 }
 
 
