@@ -12,9 +12,12 @@
  *     not changed for STALL_MS.  Browsers do not tell when a part of a
  *     multipart image arrives (Chromium fires "load" once per stream,
  *     Firefox not reliably), so the picture itself is looked at: a tiny
- *     canvas copy of it, compared from one poll to the next.  A stall
- *     that a reconnect does not cure (a camera showing a still picture)
- *     makes the next one wait twice as long, up to STALL_MAX_MS.
+ *     canvas copy of it, compared from one poll to the next.  That
+ *     works where the copy is the frame on screen (Chromium); Firefox
+ *     copies a stale frame, so the check is used only once the copy has
+ *     changed at TRACKING_POLLS polls in a row.  A stall that a
+ *     reconnect does not cure (a camera showing a still picture) makes
+ *     the next one wait twice as long, up to STALL_MAX_MS.
  * Reconnecting sets img.src again, with a query that defeats caches.
  *
  * The figures and the camera list come from the status endpoint; when
@@ -29,6 +32,7 @@
     var POLL_DENIED_MS = 15000;  /* ... when status is not ours to read */
     var STALL_MS = 5000;         /* picture unchanged so long: reconnect */
     var STALL_MAX_MS = 60000;
+    var TRACKING_POLLS = 3;
     var FRESH_MS = 2000;         /* the server's latest frame is fresh */
     var NO_VIEWER_POLLS = 3;     /* polls that count no viewer: reconnect */
     var RETRY_MAX_MS = 10000;
@@ -55,6 +59,7 @@
 
     var conn = null;                /* the stream currently open */
     var stallMs = STALL_MS;
+    var tracking = 0;               /* polls in a row the copy changed */
     var retries = 0;
     var retryTimer = null;
     var reconnects = 0;
@@ -188,9 +193,17 @@
         if (sum !== null && sum !== conn.picture) {
             if (conn.picture !== null) {
                 stallMs = STALL_MS;
+                if (tracking < TRACKING_POLLS) {
+                    tracking++;
+                }
             }
             conn.picture = sum;
             conn.changed = now;
+            return;
+        }
+
+        if (tracking < TRACKING_POLLS) {
+            tracking = 0;   /* not in a row: this browser's copy lags */
             return;
         }
 
@@ -206,8 +219,11 @@
     function pollStatus() {
         var next = POLL_MS;
         var fresh = true;   /* without the status, assume frames flow */
+        var abort = new AbortController();
+        var timeout = setTimeout(function () { abort.abort(); }, 5000);
 
-        fetch(urls.status, { cache: 'no-store' })
+        /* a status request that hangs must not stop the polling */
+        fetch(urls.status, { cache: 'no-store', signal: abort.signal })
             .then(function (r) {
                 if (r.status === 403) {
                     next = POLL_DENIED_MS;
@@ -229,6 +245,7 @@
                 note.hidden = false;
             })
             .then(function () {
+                clearTimeout(timeout);
                 if (conn === null) {
                     /* the first answer (or failure) chose the camera */
                     connect(null);
