@@ -710,12 +710,12 @@ read_all(run_t *r)
 {
     timeline_t   tl = { 0 };
     const options_t  *o = r->o;
-    char        *failed;
+    char        *skip;
     int          nfailed = 0;
-    int64_t      before;
+    int64_t      before, first;
 
-    failed = calloc(o->ninputs, 1);
-    if (failed == NULL) {
+    skip = calloc(o->ninputs, 1);
+    if (skip == NULL) {
         ksp_error("out of memory");
         return 1;
     }
@@ -724,10 +724,15 @@ read_all(run_t *r)
         before = tl.next_index;
 
         for (int i = 0; i < o->ninputs && !should_stop(r, &tl); i++) {
-            /* an input that failed once is not retried on the next loop */
-            if (!failed[i] && play_input(r, o->inputs[i], &tl) != 0) {
-                failed[i] = 1;
+            if (skip[i]) {
+                continue;
+            }
+            first = tl.next_index;
+            if (play_input(r, o->inputs[i], &tl) != 0) {
                 nfailed++;
+                /* an input that never gave a frame is not tried again on
+                 * the next loop; one that broke off (a live stream) is */
+                skip[i] = tl.next_index == first;
             }
         }
 
@@ -736,7 +741,7 @@ read_all(run_t *r)
         }
     }
 
-    free(failed);
+    free(skip);
     return nfailed;
 }
 
