@@ -61,7 +61,7 @@ build/nginx/Makefile: config
 	        > $(BUILD)/nginx/configure.log \
 	    || { tail -20 $(BUILD)/nginx/configure.log; exit 1; }
 
-$(MODULE_SO): build/nginx/Makefile $(MODULE).c
+$(MODULE_SO): build/nginx/Makefile $(MODULE).c $(wildcard src/*.c src/*.h)
 	$(MAKE) -f $(BUILD)/nginx/Makefile -C $(NGX_SRC) modules
 	@# a new file, not one written in place: running nginx keep theirs
 	cp build/nginx/$(MODULE).so $@.tmp && mv -f $@.tmp $@
@@ -117,7 +117,7 @@ TEST_ENV = TEST_NGINX_BINARY=$(NGX_BIN) \
         2>/dev/null || echo ":$(CURDIR)/t/lib")$${PERL5LIB:+:$$PERL5LIB}
 
 test: all
-	@$(MAKE) --no-print-directory smoke
+	@$(MAKE) --no-print-directory smoke fuzzers
 	$(TEST_ENV) prove -r $(if $(T),$(T),t/)
 
 
@@ -144,3 +144,34 @@ uninstall:
 
 clean:
 	rm -rf build t/servroot
+
+
+# --- fuzzing: libFuzzer targets for the module's pure functions ---
+# make fuzz [FUZZ_SECONDS=60]; a short run of each is part of make test
+
+FUZZ_TARGETS := $(patsubst fuzz/%.c,build/fuzz/%,$(wildcard fuzz/*.c))
+FUZZ_SECONDS ?= 60
+FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined \
+               -fno-sanitize-recover=all -Isrc
+
+build/fuzz/%: fuzz/%.c src/ngx_http_kafka_stream_parse.c \
+              src/ngx_http_kafka_stream_parse.h
+	@mkdir -p build/fuzz
+	clang $(FUZZ_CFLAGS) -o $@ $< src/ngx_http_kafka_stream_parse.c
+
+fuzzers: $(FUZZ_TARGETS)
+
+fuzz: deps
+	@$(MAKE) --no-print-directory fuzzers
+	@set -o pipefail; for t in $(FUZZ_TARGETS); do \
+	    n=$$(basename $$t); mkdir -p build/fuzz/corpus-$$n; \
+	    seeds=; [ -d fuzz/seeds/$$n ] && seeds=fuzz/seeds/$$n; \
+	    echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
+	    $$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	        build/fuzz/corpus-$$n $$seeds 2>&1 \
+	        | grep -E '^(stat::number_of_executed_units|Done|==|SUMMARY)' \
+	        || exit 1; \
+	done
+
+.PHONY: fuzz fuzzers
+# --- end fuzzing ---

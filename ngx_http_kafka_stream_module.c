@@ -28,6 +28,8 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "ngx_http_kafka_stream_parse.h"
+
 
 #define NGX_HTTP_KAFKA_STREAM_VERSION       "0.1.0"
 
@@ -50,12 +52,6 @@
 #define NGX_HTTP_KAFKA_STREAM_SNAPSHOT_WAIT 3000
 #define NGX_HTTP_KAFKA_STREAM_LOG_WINDOW    10
 #define NGX_HTTP_KAFKA_STREAM_LOG_BURST     5
-
-/* "Content-Type: image/jpeg\r\nContent-Length: N\r\nX-Timestamp: T\r\n\r\n" */
-#define NGX_HTTP_KAFKA_STREAM_PART_HEADER                                    \
-    (sizeof("Content-Type: image/jpeg" CRLF) - 1                             \
-     + sizeof("Content-Length: " CRLF) - 1 + NGX_SIZE_T_LEN                  \
-     + sizeof("X-Timestamp: ." CRLF CRLF) - 1 + NGX_TIME_T_LEN + 3)
 
 
 typedef struct ngx_http_kafka_stream_source_s  ngx_http_kafka_stream_source_t;
@@ -184,6 +180,7 @@ typedef struct {
     ngx_chain_t                     chain[3];
 
     unsigned                        snapshot:1;
+    unsigned                        failed:1;
     unsigned                        counted:1;
     unsigned                        listed:1;
 } ngx_http_kafka_stream_viewer_t;
@@ -224,6 +221,9 @@ static void ngx_http_kafka_stream_send_handler(ngx_event_t *ev);
 static void ngx_http_kafka_stream_resend_handler(ngx_event_t *ev);
 static void ngx_http_kafka_stream_writer(ngx_http_request_t *r);
 static void ngx_http_kafka_stream_send(ngx_http_kafka_stream_viewer_t *v);
+static ngx_int_t ngx_http_kafka_stream_push(ngx_http_kafka_stream_viewer_t *v);
+static ngx_int_t ngx_http_kafka_stream_wait(ngx_http_kafka_stream_viewer_t *v,
+    ngx_int_t rc);
 static ngx_int_t ngx_http_kafka_stream_send_frame(
     ngx_http_kafka_stream_viewer_t *v, ngx_http_kafka_stream_frame_t *f);
 static ngx_int_t ngx_http_kafka_stream_flushed(ngx_http_request_t *r);
@@ -251,19 +251,17 @@ static void ngx_http_kafka_stream_drain(void);
 static void ngx_http_kafka_stream_message(rd_kafka_message_t *msg);
 static void ngx_http_kafka_stream_publish(ngx_http_kafka_stream_group_t *g,
     ngx_http_kafka_stream_frame_t *f, ngx_uint_t catchup);
-static ngx_http_kafka_stream_frame_t *ngx_http_kafka_stream_frame(
-    rd_kafka_message_t *msg, ngx_str_t *type);
 static void ngx_http_kafka_stream_log(rd_kafka_event_t *ev);
+static ngx_http_kafka_stream_frame_t *ngx_http_kafka_stream_frame(
+    rd_kafka_message_t *msg, int type);
 static void ngx_http_kafka_stream_stats(const char *json, size_t len);
+static void ngx_http_kafka_stream_partition_found(void *data,
+    const unsigned char *topic, size_t len, long partition);
 static void ngx_http_kafka_stream_start_partition(
     ngx_http_kafka_stream_topic_t *t, ngx_int_t partition);
 static void ngx_http_kafka_stream_tick_handler(ngx_event_t *ev);
 static ngx_uint_t ngx_http_kafka_stream_log_allowed(void);
-static u_char *ngx_http_kafka_stream_escape_json(u_char *dst, u_char *src,
-    size_t len);
 
-static ngx_int_t ngx_http_kafka_stream_sniff(u_char *p, size_t len,
-    ngx_str_t *type);
 
 static ngx_int_t ngx_http_kafka_stream_init_process(ngx_cycle_t *cycle);
 static void ngx_http_kafka_stream_exit_process(ngx_cycle_t *cycle);
@@ -435,10 +433,6 @@ static ngx_keyval_t  ngx_http_kafka_stream_defaults[] = {
     { ngx_string("client.id"), ngx_string("nginx-kafka-stream") },
     { ngx_null_string, ngx_null_string }
 };
-
-
-static ngx_str_t  ngx_http_kafka_stream_png = ngx_string("image/png");
-static ngx_str_t  ngx_http_kafka_stream_jpeg = ngx_string("image/jpeg");
 
 
 /* the request side */
@@ -824,12 +818,18 @@ ngx_http_kafka_stream_group_release(ngx_http_kafka_stream_source_t *src,
 }
 
 
-/* a new frame for a viewer: it replaces one that still waits */
+/*
+ * A new frame for a viewer: it replaces one that still waits.  An idle
+ * viewer starts on it at once, so that a burst of frames from one fetch
+ * reaches every viewer that can take it.
+ */
 
 static void
 ngx_http_kafka_stream_offer(ngx_http_kafka_stream_viewer_t *v,
     ngx_http_kafka_stream_frame_t *f)
 {
+    ngx_int_t  rc;
+
     if (v->waiting) {
         ngx_http_kafka_stream_frame_release(v->waiting);
         (void) ngx_atomic_fetch_add(&v->conf->source->counters->drops, 1);
@@ -838,14 +838,37 @@ ngx_http_kafka_stream_offer(ngx_http_kafka_stream_viewer_t *v,
     f->refs++;
     v->waiting = f;
 
+    if (v->snapshot) {
+        if (!v->send.posted) {
+            ngx_post_event(&v->send, &ngx_posted_events);
+        }
+
+        return;
+    }
+
+    /* a viewer with a frame on the wire goes on from its write event */
+
+    if (v->sending || v->failed) {
+        return;
+    }
+
+    rc = ngx_http_kafka_stream_push(v);
+
+    if (rc != NGX_ERROR) {
+        rc = ngx_http_kafka_stream_wait(v, rc);
+    }
+
     /*
-     * Sending happens from a posted event, not here: finishing a request in
-     * the middle of the fan-out loop could take other viewers with it.
-     * A viewer with a frame on the wire continues from its write event.
+     * The request is finished from a posted event, not here: finishing it
+     * in the middle of the fan-out loop could take other viewers with it.
      */
 
-    if (v->sending == NULL && !v->send.posted) {
-        ngx_post_event(&v->send, &ngx_posted_events);
+    if (rc == NGX_ERROR) {
+        v->failed = 1;
+
+        if (!v->send.posted) {
+            ngx_post_event(&v->send, &ngx_posted_events);
+        }
     }
 }
 
@@ -952,33 +975,45 @@ ngx_http_kafka_stream_writer(ngx_http_request_t *r)
 }
 
 
-/* pushes what is queued, then the waiting frame, as far as the socket takes */
-
 static void
 ngx_http_kafka_stream_send(ngx_http_kafka_stream_viewer_t *v)
 {
-    ngx_int_t                  rc;
-    ngx_event_t               *wev;
-    ngx_connection_t          *c;
-    ngx_http_request_t        *r;
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_int_t  rc;
+
+    rc = v->failed ? NGX_ERROR : ngx_http_kafka_stream_push(v);
+
+    if (rc != NGX_ERROR) {
+        rc = ngx_http_kafka_stream_wait(v, rc);
+    }
+
+    if (rc == NGX_ERROR) {
+        ngx_http_finalize_request(v->request, NGX_ERROR);
+    }
+}
+
+
+/*
+ * Pushes what is queued, then the waiting frame, as far as the socket
+ * takes them: NGX_OK when all is out, NGX_AGAIN when the socket is full.
+ * It never finishes the request, so it is safe inside the fan-out loop.
+ */
+
+static ngx_int_t
+ngx_http_kafka_stream_push(ngx_http_kafka_stream_viewer_t *v)
+{
+    ngx_http_request_t  *r;
 
     r = v->request;
-    c = r->connection;
-    wev = c->write;
 
     for ( ;; ) {
 
         if (!ngx_http_kafka_stream_flushed(r)) {
-            rc = ngx_http_output_filter(r, NULL);
-
-            if (rc == NGX_ERROR) {
-                ngx_http_finalize_request(r, NGX_ERROR);
-                return;
+            if (ngx_http_output_filter(r, NULL) == NGX_ERROR) {
+                return NGX_ERROR;
             }
 
             if (!ngx_http_kafka_stream_flushed(r)) {
-                break;
+                return NGX_AGAIN;
             }
         }
 
@@ -990,30 +1025,36 @@ ngx_http_kafka_stream_send(ngx_http_kafka_stream_viewer_t *v)
         }
 
         if (v->waiting == NULL) {
-            break;
+            return NGX_OK;
         }
 
         v->sending = v->waiting;
         v->waiting = NULL;
 
         if (ngx_http_kafka_stream_send_frame(v, v->sending) == NGX_ERROR) {
-            ngx_http_finalize_request(r, NGX_ERROR);
-            return;
+            return NGX_ERROR;
         }
     }
+}
 
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
-    if (v->sending) {
+/* the timers for what push() left: send_timeout, or the idle re-send */
+
+static ngx_int_t
+ngx_http_kafka_stream_wait(ngx_http_kafka_stream_viewer_t *v, ngx_int_t rc)
+{
+    ngx_event_t               *wev;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    wev = v->request->connection->write;
+    clcf = ngx_http_get_module_loc_conf(v->request, ngx_http_core_module);
+
+    if (rc == NGX_AGAIN) {
         if (!wev->delayed) {
             ngx_add_timer(wev, clcf->send_timeout);
         }
 
-        if (ngx_handle_write_event(wev, clcf->send_lowat) != NGX_OK) {
-            ngx_http_finalize_request(r, NGX_ERROR);
-        }
-
-        return;
+        return ngx_handle_write_event(wev, clcf->send_lowat);
     }
 
     if (wev->timer_set && !wev->delayed) {
@@ -1023,6 +1064,8 @@ ngx_http_kafka_stream_send(ngx_http_kafka_stream_viewer_t *v)
     if (v->conf->idle_resend) {
         ngx_add_timer(&v->resend, v->conf->idle_resend);
     }
+
+    return NGX_OK;
 }
 
 
@@ -1500,7 +1543,7 @@ ngx_http_kafka_stream_status_json(ngx_http_request_t *r,
                     *p++ = '"';
                 }
 
-                p = ngx_http_kafka_stream_escape_json(p, g->key.data, len);
+                p += ngx_http_kafka_stream_escape_json(p, g->key.data, len);
                 *p++ = '"';
                 first = 0;
             }
@@ -1514,34 +1557,6 @@ ngx_http_kafka_stream_status_json(ngx_http_request_t *r,
     b->last = p;
 
     return b;
-}
-
-
-/* every byte that is not printable ASCII leaves as \u00XX */
-
-static u_char *
-ngx_http_kafka_stream_escape_json(u_char *dst, u_char *src, size_t len)
-{
-    u_char         ch;
-    static u_char  hex[] = "0123456789abcdef";
-
-    while (len--) {
-        ch = *src++;
-
-        if (ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\') {
-            *dst++ = '\\';
-            *dst++ = 'u';
-            *dst++ = '0';
-            *dst++ = '0';
-            *dst++ = hex[ch >> 4];
-            *dst++ = hex[ch & 0xf];
-            continue;
-        }
-
-        *dst++ = ch;
-    }
-
-    return dst;
 }
 
 
@@ -1742,7 +1757,7 @@ ngx_http_kafka_stream_drain(void)
 static void
 ngx_http_kafka_stream_message(rd_kafka_message_t *msg)
 {
-    ngx_str_t                          type;
+    int                                type;
     ngx_uint_t                         i, catchup;
     const char                        *topic;
     ngx_http_kafka_stream_topic_t     *t;
@@ -1819,9 +1834,9 @@ ngx_http_kafka_stream_message(rd_kafka_message_t *msg)
         }
 
         if (f == NULL) {
-            if (ngx_http_kafka_stream_sniff(msg->payload, msg->len, &type)
-                != NGX_OK)
-            {
+            type = ngx_http_kafka_stream_sniff(msg->payload, msg->len);
+
+            if (type == NGX_HTTP_KAFKA_STREAM_NOT_IMAGE) {
                 c->skipped++;
 
                 if (ngx_http_kafka_stream_log_allowed()) {
@@ -1851,7 +1866,7 @@ ngx_http_kafka_stream_message(rd_kafka_message_t *msg)
                 return;
             }
 
-            f = ngx_http_kafka_stream_frame(msg, &type);
+            f = ngx_http_kafka_stream_frame(msg, type);
             if (f == NULL) {
                 return;
             }
@@ -1911,7 +1926,7 @@ ngx_http_kafka_stream_publish(ngx_http_kafka_stream_group_t *g,
 /* one copy of the message, with its part header made once for all */
 
 static ngx_http_kafka_stream_frame_t *
-ngx_http_kafka_stream_frame(rd_kafka_message_t *msg, ngx_str_t *type)
+ngx_http_kafka_stream_frame(rd_kafka_message_t *msg, int type)
 {
     u_char                         *p;
     int64_t                         ts;
@@ -1920,7 +1935,7 @@ ngx_http_kafka_stream_frame(rd_kafka_message_t *msg, ngx_str_t *type)
     ngx_http_kafka_stream_frame_t  *f;
 
     f = ngx_alloc(sizeof(ngx_http_kafka_stream_frame_t)
-                  + NGX_HTTP_KAFKA_STREAM_PART_HEADER + msg->len,
+                  + NGX_HTTP_KAFKA_STREAM_PART_HEADER_MAX + msg->len,
                   ngx_cycle->log);
     if (f == NULL) {
         return NULL;
@@ -1938,20 +1953,22 @@ ngx_http_kafka_stream_frame(rd_kafka_message_t *msg, ngx_str_t *type)
     f->partition = msg->partition;
     f->received = ngx_current_msec;
     f->timestamp = ts;
-    f->type = *type;
+
+    if (type == NGX_HTTP_KAFKA_STREAM_PNG) {
+        ngx_str_set(&f->type, "image/png");
+
+    } else {
+        ngx_str_set(&f->type, "image/jpeg");
+    }
 
     p = (u_char *) f + sizeof(ngx_http_kafka_stream_frame_t);
 
     f->header.data = p;
-    p = ngx_sprintf(p, "Content-Type: %V" CRLF
-                    "Content-Length: %uz" CRLF
-                    "X-Timestamp: %L.%03L" CRLF CRLF,
-                    type, msg->len, ts / 1000, ts % 1000);
-    f->header.len = p - f->header.data;
+    f->header.len = ngx_http_kafka_stream_part_header(p, type, msg->len, ts);
 
-    f->image.data = p;
+    f->image.data = p + f->header.len;
     f->image.len = msg->len;
-    ngx_memcpy(p, msg->payload, msg->len);
+    ngx_memcpy(f->image.data, msg->payload, msg->len);
 
     return f;
 }
@@ -1995,120 +2012,56 @@ ngx_http_kafka_stream_log(rd_kafka_event_t *ev)
 }
 
 
-/*
- * The statistics librdkafka emits every statistics.interval.ms tell, without
- * any blocking metadata call, which brokers are up and which partitions each
- * topic has.  Only those few fields are read, by plain scanning.
- */
+/* brokers and partitions, from the statistics (see the scanner) */
 
 static void
 ngx_http_kafka_stream_stats(const char *json, size_t len)
 {
-    u_char                          *p, *last, *topics, *name, *next;
-    ngx_int_t                        part;
-    ngx_uint_t                       i, up;
-    ngx_http_kafka_stream_topic_t  **topic, *t;
+    ngx_uint_t                       up;
     ngx_http_kafka_stream_worker_t  *w;
-
-    static u_char  state_up[] = "\"state\":\"UP\"";
-    static u_char  topics_key[] = "\"topics\":{";
-    static u_char  topic_key[] = "\"topic\":\"";
-    static u_char  partition_key[] = "\"partition\":";
-    static u_char  unknown_key[] = "\"unknown\":false";
 
     w = ngx_http_kafka_stream_worker;
 
-    p = (u_char *) json;
-    last = p + len;
+    up = ngx_http_kafka_stream_scan_stats((const unsigned char *) json, len,
+                                          ngx_http_kafka_stream_partition_found,
+                                          w);
 
-    topics = ngx_strlcasestrn(p, last, topics_key, sizeof(topics_key) - 2);
-    if (topics == NULL) {
+    if (up == w->brokers_up) {
         return;
     }
 
-    up = 0;
+    if (up == 0) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "kafka stream: no broker connected");
 
-    while ((p = ngx_strlcasestrn(p, topics, state_up, sizeof(state_up) - 2))
-           != NULL)
-    {
-        up++;
-        p += sizeof(state_up) - 1;
+    } else if (w->brokers_up == 0) {
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "kafka stream: %ui broker(s) connected", up);
     }
 
-    if (up != w->brokers_up) {
-        if (up == 0) {
-            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                          "kafka stream: no broker connected");
+    w->brokers_up = up;
+    w->slot->brokers_up = up;
+}
 
-        } else if (w->brokers_up == 0) {
-            ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
-                          "kafka stream: %ui broker(s) connected", up);
-        }
 
-        w->brokers_up = up;
-        w->slot->brokers_up = up;
-    }
+static void
+ngx_http_kafka_stream_partition_found(void *data, const unsigned char *topic,
+    size_t len, long partition)
+{
+    ngx_uint_t                        i;
+    ngx_http_kafka_stream_topic_t   **topics;
+    ngx_http_kafka_stream_worker_t   *w = data;
 
-    topic = w->conf->topics.elts;
-    p = topics;
+    topics = w->conf->topics.elts;
 
-    while ((p = ngx_strlcasestrn(p, last, topic_key, sizeof(topic_key) - 2))
-           != NULL)
-    {
-        name = p + sizeof(topic_key) - 1;
-        p = ngx_strlchr(name, last, '"');
-        if (p == NULL) {
+    for (i = 0; i < w->conf->topics.nelts; i++) {
+        if (topics[i]->all
+            && topics[i]->name.len == len
+            && ngx_strncmp(topics[i]->name.data, topic, len) == 0)
+        {
+            ngx_http_kafka_stream_start_partition(topics[i], partition);
             return;
         }
-
-        t = NULL;
-
-        for (i = 0; i < w->conf->topics.nelts; i++) {
-            if (topic[i]->name.len == (size_t) (p - name)
-                && ngx_strncmp(topic[i]->name.data, name, p - name) == 0)
-            {
-                t = topic[i];
-                break;
-            }
-        }
-
-        next = ngx_strlcasestrn(p, last, topic_key, sizeof(topic_key) - 2);
-        if (next == NULL) {
-            next = last;
-        }
-
-        if (t == NULL || !t->all) {
-            p = next;
-            continue;
-        }
-
-        while ((p = ngx_strlcasestrn(p, next, partition_key,
-                                     sizeof(partition_key) - 2))
-               != NULL)
-        {
-            p += sizeof(partition_key) - 1;
-
-            if (*p == '-' || *p < '0' || *p > '9') {
-                continue;
-            }
-
-            part = 0;
-
-            while (p < next && *p >= '0' && *p <= '9' && part < 1000000) {
-                part = part * 10 + (*p++ - '0');
-            }
-
-            if (ngx_strlcasestrn(p, ngx_min(p + 128, next), unknown_key,
-                                 sizeof(unknown_key) - 2)
-                == NULL)
-            {
-                continue;
-            }
-
-            ngx_http_kafka_stream_start_partition(t, part);
-        }
-
-        p = next;
     }
 }
 
@@ -2226,38 +2179,6 @@ ngx_http_kafka_stream_log_allowed(void)
     w->log_suppressed++;
 
     return 0;
-}
-
-
-/*
- * Accepts only what a browser can paint: a PNG from its signature and IHDR
- * to its IEND chunk, or a JPEG from SOI to EOI.  Truncated images and other
- * bytes are refused.
- */
-
-static ngx_int_t
-ngx_http_kafka_stream_sniff(u_char *p, size_t len, ngx_str_t *type)
-{
-    static u_char  png_signature[] = "\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR";
-    static u_char  png_iend[] = "\0\0\0\0IEND\xae\x42\x60\x82";
-
-    if (len >= 8 + 25 + 12
-        && ngx_memcmp(p, png_signature, sizeof(png_signature) - 1) == 0
-        && ngx_memcmp(p + len - 12, png_iend, 12) == 0)
-    {
-        *type = ngx_http_kafka_stream_png;
-        return NGX_OK;
-    }
-
-    if (len >= 4
-        && p[0] == 0xff && p[1] == 0xd8 && p[2] == 0xff
-        && p[len - 2] == 0xff && p[len - 1] == 0xd9)
-    {
-        *type = ngx_http_kafka_stream_jpeg;
-        return NGX_OK;
-    }
-
-    return NGX_DECLINED;
 }
 
 
@@ -2971,7 +2892,6 @@ ngx_http_kafka_stream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_kafka_stream_loc_conf_t *kslcf = conf;
 
-    u_char                    *p;
     ngx_str_t                 *value;
     ngx_http_core_loc_conf_t  *clcf;
 
@@ -2983,17 +2903,12 @@ ngx_http_kafka_stream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     /* Kafka's legal topic names; they also go into the status as they are */
 
-    if (value[1].len == 0 || value[1].len > 249) {
-        goto invalid;
-    }
-
-    for (p = value[1].data; p < value[1].data + value[1].len; p++) {
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
-              || (*p >= '0' && *p <= '9') || *p == '.' || *p == '_'
-              || *p == '-'))
-        {
-            goto invalid;
-        }
+    if (!ngx_http_kafka_stream_valid_topic(value[1].data, value[1].len)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid topic name \"%V\" in \"%V\": expected 1 "
+                           "to 249 of the characters a-z, A-Z, 0-9, \".\", "
+                           "\"_\" and \"-\"", &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
     }
 
     kslcf->type = (ngx_uint_t) cmd->post;
@@ -3015,15 +2930,6 @@ ngx_http_kafka_stream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return NGX_CONF_OK;
-
-invalid:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid topic name \"%V\" in \"%V\": expected 1 to "
-                       "249 of the characters a-z, A-Z, 0-9, \".\", \"_\" "
-                       "and \"-\"", &value[1], &cmd->name);
-
-    return NGX_CONF_ERROR;
 }
 
 
@@ -3140,38 +3046,20 @@ ngx_http_kafka_stream_partition(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
-/* RFC 2046 boundary characters, without the space */
-
 static char *
 ngx_http_kafka_stream_boundary(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    u_char     *p;
     ngx_str_t  *value;
 
     value = cf->args->elts;
 
-    if (value[1].len == 0 || value[1].len > 70) {
-        goto invalid;
-    }
-
-    for (p = value[1].data; p < value[1].data + value[1].len; p++) {
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
-              || (*p >= '0' && *p <= '9')
-              || ngx_strlchr((u_char *) "'()+_,-./:=?",
-                             (u_char *) "'()+_,-./:=?" + 12, *p)))
-        {
-            goto invalid;
-        }
+    if (!ngx_http_kafka_stream_valid_boundary(value[1].data, value[1].len)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\": expected 1 to 70 "
+                           "letters, digits or any of '()+_,-./:=?",
+                           &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
     }
 
     return ngx_conf_set_str_slot(cf, cmd, conf);
-
-invalid:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid value \"%V\" in \"%V\": expected 1 to 70 "
-                       "letters, digits or any of '()+_,-./:=?",
-                       &value[1], &cmd->name);
-
-    return NGX_CONF_ERROR;
 }

@@ -43,7 +43,7 @@ produce_when_watched(1, 'dbtech', [
 --- request
 GET /stream
 --- abort
---- timeout: 4
+--- timeout: 6
 --- frames: 0 2
 --- error_log eval
 [qr/kafka stream: message of 0 bytes at "dbtech" \[0\] offset \d+ is not a complete PNG or JPEG image, skipped/,

@@ -5,6 +5,8 @@ package KafkaStream::Viewers;
 #   status_json()                       the module's /status, decoded
 #   watched()                           viewers connected, over all workers
 #   consuming()                         partitions the laziest worker reads
+#   wait_ready($workers)                waits until that many workers have
+#                                       each taken a message from Kafka
 #   produce_when_watched($n, $topic, \@payloads, interval => 0, %opts)
 #                                       a child that waits until nginx has
 #                                       $n viewers, then produces; so no
@@ -37,7 +39,7 @@ use Time::HiRes qw(sleep time);
 
 use KafkaStream::Test ();
 
-our @EXPORT = qw(status_json watched produce_when_watched start_viewer
+our @EXPORT = qw(status_json watched wait_ready produce_when_watched start_viewer
                  finish_viewer frame_indexes squeeze frames_check);
 
 our $Boundary = 'kafka-stream-frame';
@@ -108,6 +110,20 @@ sub messages_per_worker {
     my $status = status_json() or return ();
     return map { ($_->{pid} => $_->{frames_in} + $_->{skipped}) }
                @{$status->{workers}};
+}
+
+
+sub wait_ready {
+    my ($workers) = @_;
+
+    my $deadline = time + 30;
+
+    for (;;) {
+        my %n = messages_per_worker();
+        return if keys %n >= $workers && !grep { $_ == 0 } values %n;
+        die "the workers never took a message\n" if time > $deadline;
+        sleep 0.02;
+    }
 }
 
 
