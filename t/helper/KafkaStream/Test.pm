@@ -376,6 +376,10 @@ sub consume {
     # what JSON must: decoded as Latin-1 text, each byte is one character
     my $json = JSON::PP->new;
     my @msgs;
+
+    # a line the timeout cut short is not a message
+    $buf =~ s/[^\n]*\z//;
+
     for my $line (split /\n/, $buf) {
         next if $line !~ /^\{/;
         my $m = $json->decode($line);
