@@ -172,7 +172,11 @@ kafka stream: 1 viewers reached (kafka_stream_max_viewers)
 --- http_config
     kafka_stream_brokers $TEST_NGINX_KAFKA_BROKERS;
 --- config
-    location /stream { kafka_stream dbtech; kafka_stream_boundary "frame:42"; }
+    location /stream {
+        kafka_stream dbtech;
+        kafka_stream_boundary "frame:42";
+        kafka_stream_idle_resend 0;
+    }
 --- init
 produce('dbtech', $F[3]);
 --- request

@@ -105,15 +105,30 @@ qr{^--kafka-stream-frame\r\nContent-Type: image/png\r\nContent-Length: \d+\r\nX-
 --- http_config
     kafka_stream_brokers $TEST_NGINX_KAFKA_BROKERS;
 --- config
-    location /stream { kafka_stream dbtech; kafka_stream_idle_resend 300ms; }
+    location /stream { kafka_stream dbtech; kafka_stream_idle_resend 200ms; }
+    location /status { kafka_stream_status; }
 --- init
 produce('dbtech', $F[7]);
+# a stream with re-sends never falls silent: a reload ends it, after some
+my $pid = fork;
+if ($pid == 0) {
+    my $deadline = time + 30;
+    until (time > $deadline) {
+        my $status = status_json();
+        last if $status && $status->{streams}[0]{parts_sent} >= 5;
+        select undef, undef, undef, 0.02;
+    }
+    open my $in, '<', "$Test::Nginx::Util::ServRoot/logs/nginx.pid"
+        or POSIX::_exit(1);
+    kill 'HUP', scalar <$in>;
+    POSIX::_exit(0);
+}
+push @KafkaStream::Test::Children, $pid;
 --- request
 GET /stream
---- abort
---- timeout: 3
+--- timeout: 10
 --- response_body_like eval
-qr{^(?:--kafka-stream-frame\r\nContent-Type: image/png\r\nContent-Length: \d+\r\nX-Timestamp: [\d.]+\r\n\r\n\Q$::F[7]\E\r\n){4,}--kafka-stream-frame\r\n$}s
+qr{(?:--kafka-stream-frame\r\nContent-Type: image/png\r\nContent-Length: \d+\r\nX-Timestamp: [\d.]+\r\n\r\n\Q$::F[7]\E\r\n){5,}--kafka-stream-frame\r\n\r\n--kafka-stream-frame--\r\n\z}s
 
 
 
