@@ -537,8 +537,13 @@ ngx_http_kafka_stream_start(ngx_http_request_t *r,
 
     ngx_http_set_ctx(r, v, ngx_http_kafka_stream_module);
 
+    /* a keyed group with its first viewer is no longer an idle one */
+
+    if (g->nviewers++ == 0 && !g->all) {
+        src->idle_groups--;
+    }
+
     ngx_queue_insert_tail(&g->viewers, &v->queue);
-    g->nviewers++;
 
     ngx_queue_insert_tail(&ngx_http_kafka_stream_worker->viewers, &v->link);
     v->listed = 1;
@@ -706,7 +711,10 @@ ngx_http_kafka_stream_unlink(ngx_http_kafka_stream_viewer_t *v)
     }
 
     ngx_queue_remove(&v->queue);
-    v->group->nviewers--;
+
+    if (--v->group->nviewers == 0 && !v->group->all) {
+        v->conf->source->idle_groups++;
+    }
 
     ngx_http_kafka_stream_group_release(v->conf->source, v->group);
     v->group = NULL;
@@ -1406,7 +1414,8 @@ ngx_http_kafka_stream_counters(ngx_http_kafka_stream_slot_t *slot,
 }
 
 
-#define NGX_HTTP_KAFKA_STREAM_STATUS_KEYS  256   /* bytes of a key shown */
+#define NGX_HTTP_KAFKA_STREAM_STATUS_KEYS   256   /* bytes of a key shown */
+#define NGX_HTTP_KAFKA_STREAM_STATUS_NKEYS  64    /* keys shown */
 
 
 static ngx_buf_t *
@@ -1439,12 +1448,8 @@ ngx_http_kafka_stream_status_json(ngx_http_request_t *r,
             continue;
         }
 
-        for (q = ngx_queue_head(&src->groups);
-             q != ngx_queue_sentinel(&src->groups);
-             q = ngx_queue_next(q))
-        {
-            size += 3 + 6 * NGX_HTTP_KAFKA_STREAM_STATUS_KEYS;
-        }
+        size += NGX_HTTP_KAFKA_STREAM_STATUS_NKEYS
+                * (3 + 6 * NGX_HTTP_KAFKA_STREAM_STATUS_KEYS);
     }
 
     b = ngx_create_temp_buf(r->pool, size);
@@ -1528,12 +1533,22 @@ ngx_http_kafka_stream_status_json(ngx_http_request_t *r,
 
         if (ngx_http_kafka_stream_worker) {
             first = 1;
+            j = 0;
 
             for (q = ngx_queue_head(&src->groups);
-                 q != ngx_queue_sentinel(&src->groups);
+                 q != ngx_queue_sentinel(&src->groups)
+                 && j < NGX_HTTP_KAFKA_STREAM_STATUS_NKEYS;
                  q = ngx_queue_next(q))
             {
                 g = ngx_queue_data(q, ngx_http_kafka_stream_group_t, queue);
+
+                /* keys seen in Kafka, not the ones viewers asked for */
+
+                if (g->latest == NULL) {
+                    continue;
+                }
+
+                j++;
 
                 len = ngx_min(g->key.len, NGX_HTTP_KAFKA_STREAM_STATUS_KEYS);
 
