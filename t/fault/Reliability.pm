@@ -59,7 +59,8 @@ our @EXPORT = qw(nginx_start nginx_command nginx_stop worker_pids exited
                  rss_kb fd_count log_lines log_size start_feed stop_feed
                  start_viewers stop_viewers port until_true slow_factor
                  valgrind_errors nginx_binary module_path http_request
-                 status status_sum watching workers_have stream_http);
+                 status status_sum watching workers_have stream_http
+                 parse_stream start_capture stop_capture);
 
 my $Repo = abs_path(dirname(__FILE__) . '/../..');
 my $Valgrind = $ENV{TEST_NGINX_USE_VALGRIND};
@@ -457,6 +458,52 @@ sub stop_feed {
 }
 
 
+# --- one raw response, kept whole -----------------------------------
+
+# a child that sends $request and keeps every byte of the answer until
+# stop_capture(), which returns them
+sub start_capture {
+    my ($request) = @_;
+    my $file = File::Temp->new(TEMPLATE => 'kafka-stream-raw-XXXXXX',
+                               TMPDIR => 1);
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => port(),
+                                  Timeout => 5)
+        or die "connect: $!\n";
+
+    my $pid = fork;
+    die "fork: $!\n" if !defined $pid;
+
+    if ($pid == 0) {
+        my $stop = 0;
+        $SIG{TERM} = sub { $stop = 1 };
+        open my $out, '>:raw', $file->filename or POSIX::_exit(1);
+        $out->autoflush(1);
+        binmode $s;
+        syswrite $s, $request;
+        my $sel = IO::Select->new($s);
+        while (!$stop) {
+            next if !$sel->can_read(0.05);
+            my $n = sysread $s, my $buf, 65536;
+            last if !$n;
+            print $out $buf;
+        }
+        close $out;
+        POSIX::_exit(0);
+    }
+
+    close $s;
+    return { pid => $pid, file => $file };
+}
+
+
+sub stop_capture {
+    my ($cap) = @_;
+    kill 'TERM', $cap->{pid};
+    waitpid $cap->{pid}, 0;
+    return slurp($cap->{file}->filename);
+}
+
+
 # --- viewers ----------------------------------------------------------
 
 sub start_viewers {
@@ -510,10 +557,8 @@ sub viewer_connect {
     $s->blocking(0);
     syswrite $s, "GET $o{uri} HTTP/1.1\r\nHost: localhost\r\n\r\n";
     $v->{sock} = $s;
-    $v->{buf} = '';
-    $v->{state} = 'head';
+    $v->{parser} = parser_new($o{boundary});
     $v->{conn} = $conn;
-    $v->{boundary} = $o{boundary} // 'kafka-stream-frame';
 }
 
 
@@ -522,102 +567,117 @@ sub viewer_close {
     $v->{conn}{error} = $error if defined $error;
     $v->{conn}{end} = time;
     # the connection ended inside a part (or its headers)
-    my $closing = "\r\n--$v->{boundary}--\r\n";
-    $v->{conn}{mid} = 1
-        if $v->{state} eq 'body'
-           || ($v->{state} eq 'parthead' && length $v->{buf}
-               && index($closing, $v->{buf}) != 0);
+    $v->{conn}{mid} = 1 if parser_mid($v->{parser});
+    @{$v->{conn}}{qw(status head)} = @{$v->{parser}}{qw(status head)};
+    $v->{conn}{closing} = 1 if $v->{parser}{closing};
     close $v->{sock};
     delete $v->{sock};
 }
 
 
-# parses what has arrived; false once the connection is done
-sub viewer_parse {
-    my ($v, $index, $boundary) = @_;
-    my $c = $v->{conn};
+# A multipart/x-mixed-replace response, parsed strictly as it arrives:
+# the response head, then parts delimited by the boundary and measured by
+# their Content-Length, then the closing delimiter.  parser_feed()
+# returns an error string, or undef; $on_part->($head, $body) for each
+# complete part.
+
+sub parser_new {
+    my ($boundary) = @_;
+    return { buf => '', state => 'head',
+             boundary => $boundary // 'kafka-stream-frame' };
+}
+
+
+sub parser_feed {
+    my ($p, $data, $on_part) = @_;
+    my $d = "--$p->{boundary}";
+
+    $p->{buf} .= $data;
 
     for (;;) {
-        if ($v->{state} eq 'head') {
-            my $end = index $v->{buf}, "\r\n\r\n";
-            return 1 if $end < 0;
-            my $head = substr $v->{buf}, 0, $end + 4, '';
-            ($c->{status}) = $head =~ m{^HTTP/1\.\d (\d+)};
-            $c->{head} = $head;
-            if (($c->{status} // 0) != 200) {
-                viewer_close($v, "status " . ($c->{status} // '?'));
-                return 0;
-            }
-            $v->{state} = 'delim';
+        if ($p->{state} eq 'head') {
+            my $end = index $p->{buf}, "\r\n\r\n";
+            return undef if $end < 0;
+            $p->{head} = substr $p->{buf}, 0, $end + 4, '';
+            ($p->{status}) = $p->{head} =~ m{^HTTP/1\.\d (\d+)};
+            return 'status ' . ($p->{status} // '?')
+                if ($p->{status} // 0) != 200;
+            $p->{state} = 'delim';
         }
 
-        if ($v->{state} eq 'delim') {
-            my $d = "--$boundary";
-            my $need = length($d) + 4;
-            return 1 if length $v->{buf} < $need;
-            $v->{buf} =~ s/^\r\n//;
-            return 1 if length $v->{buf} < length($d) + 2;
-            if (substr($v->{buf}, 0, length $d) ne $d) {
-                viewer_close($v, 'bad delimiter: '
-                             . unpack('H*', substr $v->{buf}, 0, 40));
-                return 0;
-            }
-            my $after = substr $v->{buf}, length $d, 2;
+        if ($p->{state} eq 'delim') {
+            return undef if length $p->{buf} < length($d) + 4;
+            $p->{buf} =~ s/^\r\n//;
+            return 'bad delimiter: ' . unpack('H*', substr $p->{buf}, 0, 40)
+                if substr($p->{buf}, 0, length $d) ne $d;
+            my $after = substr $p->{buf}, length $d, 2;
+            substr $p->{buf}, 0, length($d) + 2, '';
             if ($after eq '--') {
-                $c->{closing} = 1;
-                substr $v->{buf}, 0, length($d) + 2, '';
-                $v->{state} = 'epilogue';
-                return 1;
+                $p->{closing} = 1;
+                $p->{state} = 'epilogue';
+                next;
             }
-            if ($after ne "\r\n") {
-                viewer_close($v, 'bad delimiter end');
-                return 0;
-            }
-            substr $v->{buf}, 0, length($d) + 2, '';
-            $v->{state} = 'parthead';
+            return 'bad delimiter end' if $after ne "\r\n";
+            $p->{state} = 'parthead';
         }
 
-        if ($v->{state} eq 'parthead') {
+        if ($p->{state} eq 'parthead') {
             # a delimiter announces a part, or the closing one follows
-            my $closing = "\r\n--$boundary--";
-            if (substr($v->{buf}, 0, length $closing) eq $closing) {
-                $c->{closing} = 1;
-                $v->{buf} = '';
-                $v->{state} = 'epilogue';
-                return 1;
+            if (substr($p->{buf}, 0, length($d) + 4) eq "\r\n$d--") {
+                $p->{closing} = 1;
+                $p->{state} = 'epilogue';
+                next;
             }
-            my $end = index $v->{buf}, "\r\n\r\n";
-            return 1 if $end < 0;
-            my $head = substr $v->{buf}, 0, $end + 4, '';
-            if ($head !~ /^Content-Length: (\d+)\r$/mi) {
-                viewer_close($v, "part without Content-Length: $head");
-                return 0;
-            }
-            $v->{need} = $1;
-            $v->{state} = 'body';
+            my $end = index $p->{buf}, "\r\n\r\n";
+            return undef if $end < 0;
+            $p->{parthead} = substr $p->{buf}, 0, $end + 4, '';
+            return "part without Content-Length: $p->{parthead}"
+                if $p->{parthead} !~ /^Content-Length: (\d+)\r$/mi;
+            $p->{need} = $1;
+            $p->{state} = 'body';
         }
 
-        if ($v->{state} eq 'body') {
-            return 1 if length $v->{buf} < $v->{need};
-            my $body = substr $v->{buf}, 0, $v->{need}, '';
-            my $i = $index->{md5 $body} // -1;
-            push @{$c->{parts}}, [0 + sprintf('%.3f', time), $i];
-            $v->{state} = 'delim';
+        if ($p->{state} eq 'body') {
+            return undef if length $p->{buf} < $p->{need};
+            my $body = substr $p->{buf}, 0, $p->{need}, '';
+            $on_part->($p->{parthead}, $body);
+            $p->{state} = 'delim';
             next;
         }
 
-        if ($v->{state} eq 'epilogue') {
-            $v->{buf} = '';
-            return 1;
-        }
+        # after the closing delimiter: CRLF, then the end
+        $p->{buf} = '';
+        return undef;
     }
+}
+
+
+# true if the input stopped inside a part or its headers
+sub parser_mid {
+    my ($p) = @_;
+    return 1 if $p->{state} eq 'body';
+    return $p->{state} eq 'parthead' && length $p->{buf}
+           && index("\r\n--$p->{boundary}--\r\n", $p->{buf}) != 0;
+}
+
+
+# a whole response: { head, status, parts => [{ head, body }], closing,
+# mid, error }
+sub parse_stream {
+    my ($raw, $boundary) = @_;
+    my $p = parser_new($boundary);
+    my @parts;
+    my $err = parser_feed($p, $raw, sub { push @parts, { head => $_[0],
+                                                        body => $_[1] } });
+    return { head => $p->{head}, status => $p->{status}, parts => \@parts,
+             closing => $p->{closing}, mid => parser_mid($p),
+             error => $err };
 }
 
 
 sub run_viewers {
     my ($report, $ready, %o) = @_;
     my $n = $o{n} // 1;
-    my $boundary = $o{boundary} // 'kafka-stream-frame';
     my %index;
     my $i = 0;
     $index{md5 $_} //= $i++ for @{$o{frames} || []};
@@ -646,7 +706,7 @@ sub run_viewers {
 
         for my $s ($sel->can_read(0.05)) {
             my $v = $by{fileno $s};
-            my $got = sysread $s, $v->{buf}, 262144, length $v->{buf};
+            my $got = sysread $s, my $data, 262144;
 
             if (!defined $got) {
                 next if $!{EAGAIN};
@@ -654,13 +714,17 @@ sub run_viewers {
                 next;
             }
 
-            if ($got == 0) {
-                viewer_parse($v, \%index, $boundary);
-                viewer_close($v) if $v->{sock};
-                next;
-            }
+            my $parts = $v->{conn}{parts};
+            my $err = parser_feed($v->{parser}, $data, sub {
+                push @$parts, [0 + sprintf('%.3f', time),
+                               $index{md5 $_[1]} // -1];
+            });
 
-            viewer_parse($v, \%index, $boundary);
+            if (defined $err) {
+                viewer_close($v, $err);
+            } elsif ($got == 0) {
+                viewer_close($v);
+            }
         }
 
         if ($o{reconnect}) {
