@@ -4,6 +4,7 @@ use Test::Nginx::Socket 'no_plan';
 use KafkaStream::Test topics => ['dbtech:1', 'empty:1'];
 use KafkaStream::Viewers;
 use File::Temp ();
+use POSIX ();
 
 our @F = make_frames(4, format => 'png', size => '64x48');
 our @J = make_frames(2, format => 'jpeg', size => '64x48');
@@ -15,6 +16,31 @@ log_level('info');
 no warnings 'once';
 *Test::Nginx::Util::F = \@F;
 *Test::Nginx::Util::J = \@J;
+
+# a unix socket for the HTTP/2 server block (curl speaks h2 over it)
+$ENV{TEST_NGINX_H2_SOCKET} = File::Temp::tempdir(CLEANUP => 1) . '/h2.sock';
+
+# "--- h2_frame: N": the HTTP/2 viewer "--- init" started got frame N
+
+our @H2;
+
+add_response_body_check(sub {
+    my ($block) = @_;
+
+    my $n = $block->h2_frame;
+    return if !defined $n;
+
+    my ($pid, $file) = @H2;
+    waitpid $pid, 0;
+
+    open my $in, '<:raw', $file or die "$file: $!";
+    my $got = do { local $/; <$in> };
+
+    like($got, qr{^HTTP/2 200 ?\r\n.*content-type: multipart/x-mixed-replace; boundary=kafka-stream-frame\r\n}is,
+         $block->name . " - HTTP/2 response headers");
+    like($got, qr{\r\n\r\n--kafka-stream-frame\r\nContent-Type: image/png\r\nContent-Length: \d+\r\nX-Timestamp: [\d.]+\r\n\r\n\Q$F[$n]\E\r\n--kafka-stream-frame\r\n}s,
+         $block->name . " - the frame over HTTP/2");
+});
 
 run_tests();
 
@@ -187,3 +213,29 @@ GET /stream
 Content-Type: multipart/x-mixed-replace; boundary=frame:42
 --- response_body_like eval
 qr{^--frame:42\r\nContent-Type: image/png\r\n.*\Q$::F[3]\E\r\n--frame:42\r\n}s
+
+
+
+=== TEST 11: HTTP/2
+--- http_config
+    kafka_stream_brokers $TEST_NGINX_KAFKA_BROKERS;
+    server {
+        listen unix:$TEST_NGINX_H2_SOCKET http2;
+        location /stream { kafka_stream dbtech; kafka_stream_idle_resend 0; }
+    }
+--- config
+    location /status { kafka_stream_status; }
+--- init
+produce('dbtech', $F[0]);
+my $file = File::Temp->new(UNLINK => 0)->filename;
+my $pid = fork;
+if ($pid == 0) {
+    exec 'curl', '-s', '-i', '--http2-prior-knowledge', '-m', '3',
+         '--unix-socket', $ENV{TEST_NGINX_H2_SOCKET}, '-o', $file,
+         'http://localhost/stream';
+    POSIX::_exit(127);
+}
+@main::H2 = ($pid, $file);
+--- request
+GET /status
+--- h2_frame: 0
