@@ -430,6 +430,8 @@ static ngx_keyval_t  ngx_http_kafka_stream_defaults[] = {
     { ngx_string("enable.auto.commit"), ngx_string("false") },
     { ngx_string("auto.offset.reset"), ngx_string("latest") },
     { ngx_string("statistics.interval.ms"), ngx_string("1000") },
+    /* back within a second of a broker's return, not up to 10 s later */
+    { ngx_string("reconnect.backoff.max.ms"), ngx_string("1000") },
     { ngx_string("client.id"), ngx_string("nginx-kafka-stream") },
     { ngx_null_string, ngx_null_string }
 };

@@ -90,8 +90,9 @@ qr{--kafka-stream-frame\r\nContent-Type: image/png\r\nContent-Length: ${\ length
     kafka_stream_idle_resend 0;
 --- config
     location /stream { kafka_stream dbtech; }
+    location /status { kafka_stream_status; }
 --- init
-produce('dbtech', $F[6]);
+produce_seen(2, 'dbtech', $F[6]);
 --- request
 GET /stream
 --- abort

@@ -7,6 +7,9 @@ package KafkaStream::Viewers;
 #   consuming()                         partitions the laziest worker reads
 #   wait_ready($workers)                waits until that many workers have
 #                                       each taken a message from Kafka
+#   produce_seen($workers, $topic, $bytes, %opts)
+#                                       once they are ready, produces and
+#                                       waits until every worker has it
 #   produce_when_watched($n, $topic, \@payloads, interval => 0, %opts)
 #                                       a child that waits until nginx has
 #                                       $n viewers, then produces; so no
@@ -39,7 +42,8 @@ use Time::HiRes qw(sleep time);
 
 use KafkaStream::Test ();
 
-our @EXPORT = qw(status_json watched wait_ready produce_when_watched start_viewer
+our @EXPORT = qw(status_json watched wait_ready produce_seen
+                 produce_when_watched start_viewer
                  finish_viewer frame_indexes squeeze frames_check);
 
 our $Boundary = 'kafka-stream-frame';
@@ -122,6 +126,25 @@ sub wait_ready {
         my %n = messages_per_worker();
         return if keys %n >= $workers && !grep { $_ == 0 } values %n;
         die "the workers never took a message\n" if time > $deadline;
+        sleep 0.02;
+    }
+}
+
+
+sub produce_seen {
+    my ($workers, $topic, $payload, %opts) = @_;
+
+    wait_ready($workers);
+
+    my %before = messages_per_worker();
+    my $deadline = time + 30;
+
+    send_payload($topic, $payload, %opts);
+
+    for (;;) {
+        my %now = messages_per_worker();
+        return if !grep { $now{$_} <= ($before{$_} // 0) } keys %now;
+        die "the workers never got the frame\n" if time > $deadline;
         sleep 0.02;
     }
 }
