@@ -8,8 +8,8 @@
  * is reported as an error.
  */
 
+#include <stdio.h>
 #include <stdlib.h>
-
 #include <string.h>
 
 #include <libavcodec/avcodec.h>
@@ -33,18 +33,53 @@ struct input {
     int64_t           errors;
     int64_t           errors_in_row;
     int               last_error;
+    int64_t           io_timeout_ns;    /* 0: wait for ever */
+    int64_t           io_deadline_ns;   /* for the blocking call under way */
+    int               timed_out;
 };
 
 /* this many damaged packets in a row, and the decoder is taken as failed */
 #define MAX_ERRORS_IN_ROW  500
 
 
+/*
+ * libavformat polls this while it waits for the network: it lets a blocking
+ * read give up on SIGINT/SIGTERM, and on a server that accepted and then
+ * stays silent (a hung camera), which no protocol notices on its own.
+ */
 static int
 on_interrupt(void *opaque)
 {
-    (void) opaque;
-    /* Lets a blocking network read give up on SIGINT/SIGTERM. */
-    return atomic_load(&ksp_stop) != 0;
+    input_t  *in = opaque;
+
+    if (atomic_load(&ksp_stop)) {
+        return 1;
+    }
+
+    if (in->io_deadline_ns != 0 && ksp_mono_ns() > in->io_deadline_ns) {
+        in->timed_out = 1;
+        return 1;
+    }
+
+    return 0;
+}
+
+
+/* Each blocking libavformat call gets the whole timeout for itself. */
+static void
+arm_timeout(input_t *in)
+{
+    in->io_deadline_ns = in->io_timeout_ns ? ksp_mono_ns() + in->io_timeout_ns
+                                           : 0;
+}
+
+
+static const char *
+timeout_text(input_t *in, char *buf, size_t size)
+{
+    snprintf(buf, size, "no data for %.3g s (--io-timeout)",
+             (double) in->io_timeout_ns / 1e9);
+    return buf;
 }
 
 
@@ -114,7 +149,8 @@ input_format_exists(const char *name)
 
 
 input_t *
-input_open(const char *url, const char *format, int decoder_threads)
+input_open(const char *url, const char *format, int decoder_threads,
+    double io_timeout)
 {
     const AVInputFormat  *ifmt = NULL;
     input_t     *in;
@@ -131,6 +167,7 @@ input_open(const char *url, const char *format, int decoder_threads)
 
     in->url = url;
     in->first_ts = AV_NOPTS_VALUE;
+    in->io_timeout_ns = (int64_t) (io_timeout * 1e9);
 
     in->fmt = avformat_alloc_context();
     in->pkt = av_packet_alloc();
@@ -139,6 +176,7 @@ input_open(const char *url, const char *format, int decoder_threads)
         goto failed;
     }
     in->fmt->interrupt_callback.callback = on_interrupt;
+    in->fmt->interrupt_callback.opaque = in;
 
     /* a camera cannot be probed like a file: /dev/video* means V4L2 */
     if (format == NULL && strncmp(url, "/dev/video", 10) == 0) {
@@ -152,20 +190,27 @@ input_open(const char *url, const char *format, int decoder_threads)
         }
     }
 
+    arm_timeout(in);
     err = avformat_open_input(&in->fmt, url, ifmt, NULL);
     if (err < 0) {
         /* avformat_open_input frees the context on failure; a stop
          * request interrupting it is no error of the input */
         if (!atomic_load(&ksp_stop)) {
-            ksp_error("%s: cannot open: %s", url, av_err(err, e, sizeof(e)));
+            ksp_error("%s: cannot open: %s", url,
+                      in->timed_out ? timeout_text(in, e, sizeof(e))
+                                    : av_err(err, e, sizeof(e)));
         }
         goto failed;
     }
 
+    arm_timeout(in);
     err = avformat_find_stream_info(in->fmt, NULL);
     if (err < 0) {
-        ksp_error("%s: cannot read stream info: %s", url,
-                  av_err(err, e, sizeof(e)));
+        if (!atomic_load(&ksp_stop)) {
+            ksp_error("%s: cannot read stream info: %s", url,
+                      in->timed_out ? timeout_text(in, e, sizeof(e))
+                                    : av_err(err, e, sizeof(e)));
+        }
         goto failed;
     }
 
@@ -224,7 +269,14 @@ read_packet(input_t *in)
     int   err;
 
     for ( ;; ) {
+        arm_timeout(in);
         err = av_read_frame(in->fmt, in->pkt);
+
+        if (in->timed_out) {
+            ksp_error("%s: read error: %s", in->url,
+                      timeout_text(in, e, sizeof(e)));
+            return AVERROR_EXIT;
+        }
 
         if (err == AVERROR_EOF || err == AVERROR_EXIT
             || (err < 0 && atomic_load(&ksp_stop)))

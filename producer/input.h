@@ -20,10 +20,11 @@ void input_init(void);
 int input_format_exists(const char *name);
 
 /* Opens URL (with the input format FORMAT, or NULL to probe) and its video
- * decoder.  On failure prints one line naming the input and the reason and
- * returns NULL. */
+ * decoder.  Any one open or read that waits more than IO_TIMEOUT seconds
+ * for data (0: no limit) fails.  On failure prints one line naming the
+ * input and the reason and returns NULL. */
 input_t *input_open(const char *url, const char *format,
-                    int decoder_threads);
+                    int decoder_threads, double io_timeout);
 
 /* Decodes the next frame into FRAME (which must be unreferenced).
  * *pts_us is its presentation time in microseconds from the first frame of

@@ -48,6 +48,7 @@ typedef struct {
     int              progress;          /* -1 auto, 0 off, 1 forced */
     int              quiet;
     const char      *input_format;      /* NULL: probe */
+    double           io_timeout;        /* seconds; 0: none */
     char           **inputs;
     int              ninputs;
 } options_t;
@@ -85,6 +86,9 @@ usage(FILE *out)
 "                         FFmpeg input format or device of the INPUTs\n"
 "                         (v4l2, x11grab, lavfi, ...); default: probe, and\n"
 "                         v4l2 for /dev/video*\n"
+"      --io-timeout SEC   give up on an input that sends nothing for SEC\n"
+"                         seconds: a camera that hangs (default 10; 0 waits\n"
+"                         for ever)\n"
 "\n"
 "Kafka:\n"
 "  -b, --brokers LIST     bootstrap brokers (default $KAFKA_BROKERS, else\n"
@@ -298,7 +302,7 @@ free_args(void)
 
 enum {
     OPT_PNG_LEVEL = 256, OPT_PNG_FILTER, OPT_NO_PACE, OPT_PROGRESS,
-    OPT_QUIET, OPT_VERSION, OPT_INPUT_FORMAT
+    OPT_QUIET, OPT_VERSION, OPT_INPUT_FORMAT, OPT_IO_TIMEOUT
 };
 
 static const struct option  long_options[] = {
@@ -321,6 +325,7 @@ static const struct option  long_options[] = {
     { "help",       no_argument,       NULL, 'h' },
     { "version",    no_argument,       NULL, OPT_VERSION },
     { "input-format", required_argument, NULL, OPT_INPUT_FORMAT },
+    { "io-timeout", required_argument, NULL, OPT_IO_TIMEOUT },
     { NULL, 0, NULL, 0 }
 };
 
@@ -343,6 +348,7 @@ defaults(options_t *o)
     o->loops = 1;
     o->threads = cores > 0 ? (int) (cores < 64 ? cores : 64) : 1;
     o->progress = -1;
+    o->io_timeout = 10;
 }
 
 
@@ -403,6 +409,16 @@ parse_option(options_t *o, int c, const char *arg)
                         arg);
         }
         o->input_format = arg;
+        break;
+    case OPT_IO_TIMEOUT:
+        errno = 0;
+        d = strtod(arg, &end);
+        if (errno != 0 || end == arg || *end != '\0' || !(d >= 0 && d <= 86400))
+        {
+            usage_error("--io-timeout: '%s' is not a number of seconds from 0"
+                        " to 86400", arg);
+        }
+        o->io_timeout = d;
         break;
     case OPT_PROGRESS: o->progress = 1; break;
     case OPT_QUIET: o->quiet = 1; break;
@@ -659,7 +675,7 @@ play_input(run_t *r, const char *url, timeline_t *tl)
     int64_t   pts_us, duration;
     int       rc = 0;
 
-    in = input_open(url, r->o->input_format, 0);
+    in = input_open(url, r->o->input_format, 0, r->o->io_timeout);
     if (in == NULL) {
         return atomic_load(&ksp_stop) ? 0 : -1;
     }

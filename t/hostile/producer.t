@@ -131,10 +131,17 @@ subtest 'a stalled http:// and rtsp:// server' => sub {
     close $srv;
 
     # both at once: the deadline is paid once
-    my %h = map { ($_ => start_producer('-b', $brokers, '--no-pace', $_)) }
+    my %h = map { ($_ => start_producer('-b', $brokers, '--no-pace',
+                                        '--io-timeout', 2, $_)) }
             "http://127.0.0.1:$port/video.mp4", "rtsp://127.0.0.1:$port/cam";
 
-    poll_until(20, sub { !grep { $_->{run}->pumpable } values %h });
+    # IPC::Run sees an exit only when it reads the pipes: pump them
+    poll_until(20, sub {
+        for my $h (grep { $_->{run}->pumpable } values %h) {
+            eval { $h->{run}->pump_nb };
+        }
+        return !grep { $_->{run}->pumpable } values %h;
+    });
 
     for my $url (sort keys %h) {
         my $h = $h{$url};
@@ -145,7 +152,9 @@ subtest 'a stalled http:// and rtsp:// server' => sub {
         }
         my $r = finish_producer($h);
         is($r->{rc}, 1, "$url: exit 1");
-        like($r->{err}, qr/\Q$url\E: /, "$url: names the input");
+        like($r->{err}, qr/\Q$url\E: cannot open: no data for 2 s/,
+             "$url: names the input and the timeout");
+        cmp_ok($r->{elapsed}, '>=', 2, "$url: not before the timeout");
     }
 
     kill 'KILL', $pid;

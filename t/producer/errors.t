@@ -105,6 +105,7 @@ my @usage = (
     [['-X', 'no.such.property=1', $video], qr/-X no\.such\.property=1: .*No such configuration property/],
     [['-X', 'novalue', $video], qr/-X novalue: expected name=value/],
     [['--input-format', 'nope', $video], qr/--input-format: FFmpeg has no input format 'nope'/],
+    [['--io-timeout', '-1', $video], qr/--io-timeout: '-1' is not a number of seconds/],
 );
 
 for my $case (@usage) {
