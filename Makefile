@@ -3,6 +3,8 @@
 #   make            build everything under build/ (installs missing packages)
 #   make test       build, then run the whole suite (prove -r t/)
 #   make demo       run broker + nginx + producer on a sample video
+#   make bench      the benchmarks (bench/run, ~15 min) into bench/RESULTS.md
+#   make stress     the 1-hour soak (stress/run; STRESS_DURATION=300: 5 min)
 #   make install    module, load_module snippet and producer into the system
 #   make clean      remove build/
 
@@ -95,6 +97,13 @@ build/mjpeg-load: $(MJPEG_LOAD_SRCS) $(wildcard bench/mjpeg-load/*.h)
 	$(CC) $(CFLAGS) $(SAN_FLAGS) -Wall -Wextra -o $@ $(MJPEG_LOAD_SRCS) -lm
 # --- end bench/mjpeg-load ---
 
+# --- bench/run: the benchmarks, written to bench/RESULTS.md (owned by bench/) ---
+# make bench BENCH_ARGS=--quick (or BENCH_ARGS='--scenarios "1 2"'): shorter
+.PHONY: bench
+bench: all
+	bench/run $(BENCH_ARGS)
+# --- end bench/run ---
+
 -include $(PRODUCER_OBJS:.o=.d)
 
 
@@ -175,3 +184,65 @@ fuzz: deps
 
 .PHONY: fuzz fuzzers
 # --- end fuzzing ---
+
+
+# --- reliability: SANITIZE=1 for the module, make stress (owned by t/fault, stress/) ---
+# make test SANITIZE=1: the producer, broker and load client get ASan/UBSan
+# (SAN_FLAGS above); the module is built with them too, in an nginx build
+# directory of its own, and nginx runs with the ASan runtime preloaded
+# (Debian's nginx is not built with it; build/nginx-asan/nginx is that
+# wrapper).  t/fault/sanitize-run sends every report to build/sanitize/
+# and fails the run on any.  Whatever was built with other sanitizer
+# settings is rebuilt.
+
+SAN_STAMP := build/.sanitize
+SAN_NOW := $(shell mkdir -p build; \
+    if [ ! -e $(SAN_STAMP) ]; then echo "$(SAN_FLAGS)" > $(SAN_STAMP); \
+        [ -z "$(SAN_FLAGS)" ] && touch -d @0 $(SAN_STAMP); \
+    elif [ "$$(cat $(SAN_STAMP))" != "$(SAN_FLAGS)" ]; then \
+        echo "$(SAN_FLAGS)" > $(SAN_STAMP); fi)
+$(PRODUCER_OBJS) $(BROKER) build/mjpeg-load: $(SAN_STAMP)
+
+ASAN_NGX := build/nginx-asan
+MODULE_SO_ASAN := $(ASAN_NGX)/$(MODULE).so
+
+$(ASAN_NGX)/Makefile: config
+	@mkdir -p $(ASAN_NGX)
+	cd $(NGX_SRC) && . ./conf_flags \
+	    && ./configure --with-compat "$${NGX_CONF_FLAGS[@]}" \
+	        --with-cc-opt='-g -O1 $(SANITIZERS)' \
+	        --with-ld-opt='$(SANITIZERS) -Wl,-z,nodelete' \
+	        --add-dynamic-module=$(CURDIR) --builddir=$(BUILD)/nginx-asan \
+	        > $(BUILD)/nginx-asan/configure.log \
+	    || { tail -20 $(BUILD)/nginx-asan/configure.log; exit 1; }
+
+$(MODULE_SO_ASAN): $(ASAN_NGX)/Makefile $(MODULE).c $(wildcard src/*.[ch])
+	$(MAKE) -f $(BUILD)/nginx-asan/Makefile -C $(NGX_SRC) modules
+	@touch $@
+
+$(ASAN_NGX)/nginx: $(MODULE_SO_ASAN)
+	@printf '#!/bin/sh\n# nginx with the ASan/UBSan runtime, for %s\nLD_PRELOAD=%s:%s exec %s "$$@"\n' \
+	    '$(MODULE_SO_ASAN)' "$$($(CC) -print-file-name=libasan.so)" \
+	    "$$($(CC) -print-file-name=libubsan.so)" '$(NGX_BIN)' > $@
+	@chmod +x $@
+
+ifeq ($(SANITIZE),1)
+test: $(ASAN_NGX)/nginx
+TEST_ENV += TEST_NGINX_BINARY=$(CURDIR)/$(ASAN_NGX)/nginx \
+    TEST_NGINX_LOAD_MODULES=$(CURDIR)/$(MODULE_SO_ASAN) \
+    t/fault/sanitize-run
+endif
+
+# make test TEST_NGINX_USE_VALGRIND=1: valgrind keeps the symbols of the
+# module and librdkafka after nginx unloads them, so that valgrind.suppress
+# can name third-party code (by hand: VALGRIND_OPTS=--keep-debuginfo=yes)
+ifneq ($(TEST_NGINX_USE_VALGRIND),)
+export VALGRIND_OPTS := --keep-debuginfo=yes $(VALGRIND_OPTS)
+endif
+
+# make stress [STRESS_DURATION=3600]: the soak (stress/run, see README)
+stress: all
+	$(TEST_ENV) stress/run
+
+.PHONY: stress
+# --- end reliability ---

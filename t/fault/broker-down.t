@@ -65,7 +65,8 @@ broker_control('up -1');
 ok(until_true(15 * $slow, sub { sent() >= $sent_at_up + 2 * $Viewers }),
    'frames flow again');
 
-sleep 2;
+# time for every viewer to get a few frames (valgrind: more)
+sleep($slow > 1 ? 10 : 2);
 my $produced = stop_feed($feed);
 my $rep = stop_viewers($pool);
 my @log = log_lines($ng, $log_from);
