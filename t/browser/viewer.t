@@ -27,7 +27,7 @@ my $art = artifacts();
 
 # colour bars: at least half the samples of every bar (moving parts
 # cross them); a blank or other picture scores near 0
-my $BARS = 0.5;
+my $BARS = 0.4;
 # two moments of the video: the clock and the moving parts differ
 my $MOVED = 0.002;
 

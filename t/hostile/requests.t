@@ -194,8 +194,9 @@ sub burst {
     return ($took, \%status, eval { decode_json($out) });
 }
 
-# warm-up: the worker's pools and buffers reach their size
-burst(500) for 1 .. 2;
+# warm-up: the worker's pools, buffers and malloc arenas reach the size
+# that 2000 connections at once need
+burst(2000) for 1 .. 2;
 my $rss0 = rss_kb($worker);
 my $fd0 = fd_count($worker);
 

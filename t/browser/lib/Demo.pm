@@ -298,7 +298,9 @@ sub rgb {
 # vertical lines clear of the clock and the label; moving parts cross
 # some of them, so a bar scores its best line: the share of its samples
 # that have the bar's colour.  Returns the worst bar's score: near 1 for
-# the video, near 0 for a blank or any other picture.
+# the video, near 0 for a blank or any other picture.  testsrc2's grey
+# box is wider than a bar and half as high as the picture: where it
+# stands, a bar scores about 0.5 at best (callers ask for 0.4).
 
 my @BARS = ([255, 0, 0], [0, 255, 0], [255, 255, 0],
             [0, 0, 255], [255, 0, 255], [0, 255, 255]);
