@@ -60,11 +60,21 @@ our @EXPORT = qw(nginx_start nginx_command nginx_stop worker_pids exited
                  start_viewers stop_viewers port until_true slow_factor
                  valgrind_errors nginx_binary module_path http_request
                  status status_sum watching workers_have stream_http
-                 parse_stream start_capture stop_capture);
+                 parse_stream start_capture stop_capture sanitized);
 
 my $Repo = abs_path(dirname(__FILE__) . '/../..');
+
+
+# true under make test SANITIZE=1: the ASan build of the module, whose
+# allocator keeps freed memory in quarantine, so RSS says nothing about
+# leaks there (LeakSanitizer checks them instead)
+sub sanitized {
+    return ($ENV{TEST_NGINX_LOAD_MODULES} // '') =~ m{/nginx-asan/};
+}
 my $Valgrind = $ENV{TEST_NGINX_USE_VALGRIND};
 my @Started;      # nginx masters to stop at the end, if still running
+my %Children;     # feeds, captures and viewer pools still running
+my $Main = $$;
 
 
 sub port { $ENV{TEST_NGINX_PORT} || 1984 }
@@ -393,9 +403,14 @@ _EOC_
 }
 
 
+# a test that dies half-way leaves no feed or viewer pool behind, nor nginx
 END {
     my $st = $?;
-    nginx_stop($_, 5) for @Started;
+    if ($$ == $Main) {
+        kill 'KILL', keys %Children;
+        waitpid $_, 0 for keys %Children;
+        nginx_stop($_, 5) for @Started;
+    }
     $? = $st;
 }
 
@@ -449,6 +464,7 @@ sub start_feed {
         POSIX::_exit(0);
     }
 
+    $Children{$pid} = 1;
     return { pid => $pid, countfile => $countfile };
 }
 
@@ -457,6 +473,7 @@ sub stop_feed {
     my ($feed) = @_;
     kill 'TERM', $feed->{pid};
     waitpid $feed->{pid}, 0;
+    delete $Children{$feed->{pid}};
     my $n = slurp($feed->{countfile}->filename);
     chomp $n;
     return $n;
@@ -497,6 +514,7 @@ sub start_capture {
     }
 
     close $s;
+    $Children{$pid} = 1;
     return { pid => $pid, file => $file };
 }
 
@@ -505,6 +523,7 @@ sub stop_capture {
     my ($cap) = @_;
     kill 'TERM', $cap->{pid};
     waitpid $cap->{pid}, 0;
+    delete $Children{$cap->{pid}};
     return slurp($cap->{file}->filename);
 }
 
@@ -528,6 +547,7 @@ sub start_viewers {
         POSIX::_exit($ok ? 0 : 1);
     }
 
+    $Children{$pid} = 1;
     my $pool = { pid => $pid, report => $report, ready => $ready, %o };
     until_true(30, sub { -s $ready->filename })
         or die "the viewers did not connect\n";
@@ -539,6 +559,7 @@ sub stop_viewers {
     my ($pool) = @_;
     kill 'TERM', $pool->{pid};
     waitpid $pool->{pid}, 0;
+    delete $Children{$pool->{pid}};
     die "the viewer pool failed ($?)\n" if $? != 0;
     return decode_json(slurp($pool->{report}->filename));
 }
