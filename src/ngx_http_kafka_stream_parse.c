@@ -14,6 +14,10 @@
 
 static const unsigned char *ngx_http_kafka_stream_find(
     const unsigned char *p, const unsigned char *last, const char *s);
+static int ngx_http_kafka_stream_rfc3339(const unsigned char *p, size_t len,
+    int64_t *ms);
+static int ngx_http_kafka_stream_digits(const unsigned char *p, size_t n);
+static int64_t ngx_http_kafka_stream_days(int64_t y, int m, int d);
 
 
 /*
@@ -236,6 +240,316 @@ ngx_http_kafka_stream_valid_boundary(const unsigned char *p, size_t len)
     }
 
     return 1;
+}
+
+
+/*
+ * A point in time from a request, in milliseconds since the epoch: unix
+ * seconds ("1700000000", "1700000000.25"), seconds before "now" ("-90"),
+ * or an RFC 3339 date and time ("2024-05-01T12:00:00.5+02:00").  Times
+ * before 1970 or after 9999 are refused.  Returns 0, or -1 for anything
+ * else.
+ */
+
+int
+ngx_http_kafka_stream_parse_time(const unsigned char *p, size_t len,
+    int64_t now, int64_t *ms)
+{
+    size_t   i;
+    int64_t  ago;
+
+    if (len == 0) {
+        return -1;
+    }
+
+    if (p[0] == '-') {
+        if (ngx_http_kafka_stream_parse_decimal(p + 1, len - 1,
+                                                NGX_HTTP_KAFKA_STREAM_TIME_MAX,
+                                                &ago)
+            != 0
+            || ago > now)
+        {
+            return -1;
+        }
+
+        *ms = now - ago;
+        return 0;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (p[i] != '.' && (p[i] < '0' || p[i] > '9')) {
+            return ngx_http_kafka_stream_rfc3339(p, len, ms);
+        }
+    }
+
+    return ngx_http_kafka_stream_parse_decimal(p, len,
+                                               NGX_HTTP_KAFKA_STREAM_TIME_MAX,
+                                               ms);
+}
+
+
+/*
+ * RFC 3339, section 5.6: "T" may be "t" or a space, "Z" may be "z"; the
+ * fraction of a second may have any number of digits, of which the
+ * milliseconds are kept; a leap second (:60) counts as the next second.
+ */
+
+static int
+ngx_http_kafka_stream_rfc3339(const unsigned char *p, size_t len, int64_t *ms)
+{
+    int                   year, month, day, hour, min, sec, oh, om, frac,
+                          scale;
+    int64_t               t, offset;
+    const unsigned char  *last;
+
+    static const int  mdays[] = { 31, 29, 31, 30, 31, 30,
+                                  31, 31, 30, 31, 30, 31 };
+
+    last = p + len;
+
+    if (len < sizeof("YYYY-MM-DDTHH:MM:SSZ") - 1
+        || p[4] != '-' || p[7] != '-'
+        || (p[10] != 'T' && p[10] != 't' && p[10] != ' ')
+        || p[13] != ':' || p[16] != ':')
+    {
+        return -1;
+    }
+
+    year = ngx_http_kafka_stream_digits(p, 4);
+    month = ngx_http_kafka_stream_digits(p + 5, 2);
+    day = ngx_http_kafka_stream_digits(p + 8, 2);
+    hour = ngx_http_kafka_stream_digits(p + 11, 2);
+    min = ngx_http_kafka_stream_digits(p + 14, 2);
+    sec = ngx_http_kafka_stream_digits(p + 17, 2);
+
+    if (year < 1970 || month < 1 || month > 12 || day < 1
+        || day > mdays[month - 1]
+        || (month == 2 && day == 29
+            && (year % 4 != 0 || (year % 100 == 0 && year % 400 != 0)))
+        || hour < 0 || hour > 23 || min < 0 || min > 59
+        || sec < 0 || sec > 60)
+    {
+        return -1;
+    }
+
+    p += 19;
+    frac = 0;
+
+    if (*p == '.') {
+        p++;
+
+        if (p == last || *p < '0' || *p > '9') {
+            return -1;
+        }
+
+        for (scale = 100; p < last && *p >= '0' && *p <= '9'; p++) {
+            frac += (*p - '0') * scale;
+            scale /= 10;
+        }
+    }
+
+    if (p == last) {
+        return -1;
+    }
+
+    if ((*p == 'Z' || *p == 'z') && last - p == 1) {
+        offset = 0;
+
+    } else if ((*p == '+' || *p == '-') && last - p == 6 && p[3] == ':') {
+        oh = ngx_http_kafka_stream_digits(p + 1, 2);
+        om = ngx_http_kafka_stream_digits(p + 4, 2);
+
+        if (oh < 0 || oh > 23 || om < 0 || om > 59) {
+            return -1;
+        }
+
+        offset = (oh * 60 + om) * 60;
+
+        if (*p == '-') {
+            offset = -offset;
+        }
+
+    } else {
+        return -1;
+    }
+
+    t = ngx_http_kafka_stream_days(year, month, day) * 86400
+        + hour * 3600 + min * 60 + sec - offset;
+
+    if (t < 0) {
+        return -1;
+    }
+
+    t = t * 1000 + frac;
+
+    if (t > NGX_HTTP_KAFKA_STREAM_TIME_MAX) {
+        return -1;
+    }
+
+    *ms = t;
+
+    return 0;
+}
+
+
+/* n decimal digits as a number, or -1 */
+
+static int
+ngx_http_kafka_stream_digits(const unsigned char *p, size_t n)
+{
+    int  v;
+
+    for (v = 0; n; n--, p++) {
+        if (*p < '0' || *p > '9') {
+            return -1;
+        }
+
+        v = v * 10 + (*p - '0');
+    }
+
+    return v;
+}
+
+
+/* days from 1970-01-01 to a date of the proleptic Gregorian calendar */
+
+static int64_t
+ngx_http_kafka_stream_days(int64_t y, int m, int d)
+{
+    int64_t  era, yoe, doy;
+
+    /* the year starts in March, so that February's length comes last */
+
+    if (m <= 2) {
+        y--;
+        m += 12;
+    }
+
+    era = y / 400;
+    yoe = y - era * 400;
+    doy = (153 * (m - 3) + 2) / 5 + d - 1;
+
+    return era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
+}
+
+
+/* "YYYY-MM-DDTHH:MM:SS.mmmZ", NGX_HTTP_KAFKA_STREAM_TIME_LEN bytes */
+
+size_t
+ngx_http_kafka_stream_format_time(unsigned char *buf, int64_t ms)
+{
+    int      n;
+    int64_t  days, secs, era, doe, yoe, doy, mp, y, m, d;
+
+    if (ms < 0) {
+        ms = 0;
+    }
+
+    if (ms > NGX_HTTP_KAFKA_STREAM_TIME_MAX) {
+        ms = NGX_HTTP_KAFKA_STREAM_TIME_MAX;
+    }
+
+    days = ms / 86400000;
+    secs = ms / 1000 % 86400;
+
+    /* the inverse of ngx_http_kafka_stream_days() */
+
+    days += 719468;
+    era = days / 146097;
+    doe = days - era * 146097;
+    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    mp = (5 * doy + 2) / 153;
+    d = doy - (153 * mp + 2) / 5 + 1;
+    m = (mp < 10) ? mp + 3 : mp - 9;
+    y = yoe + era * 400 + (m <= 2);
+
+    n = snprintf((char *) buf, NGX_HTTP_KAFKA_STREAM_TIME_LEN + 1,
+                 "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+                 (int) y, (int) m, (int) d, (int) (secs / 3600),
+                 (int) (secs / 60 % 60), (int) (secs % 60),
+                 (int) (ms % 1000));
+
+    return (n > 0) ? (size_t) n : 0;
+}
+
+
+/* a plain decimal number up to "max": digits only, no sign */
+
+int
+ngx_http_kafka_stream_parse_number(const unsigned char *p, size_t len,
+    int64_t max, int64_t *n)
+{
+    int64_t  v;
+
+    if (len == 0) {
+        return -1;
+    }
+
+    for (v = 0; len; len--, p++) {
+        if (*p < '0' || *p > '9' || v > (max - (*p - '0')) / 10) {
+            return -1;
+        }
+
+        v = v * 10 + (*p - '0');
+    }
+
+    *n = v;
+
+    return 0;
+}
+
+
+/*
+ * "2", "0.25", "1700000000.5": a number with an optional fraction, in
+ * thousandths (further digits are dropped), up to "max" thousandths.
+ */
+
+int
+ngx_http_kafka_stream_parse_decimal(const unsigned char *p, size_t len,
+    int64_t max, int64_t *milli)
+{
+    int64_t               v, scale;
+    const unsigned char  *last, *dot;
+
+    last = p + len;
+
+    dot = memchr(p, '.', len);
+    if (dot == NULL) {
+        dot = last;
+    }
+
+    if (ngx_http_kafka_stream_parse_number(p, dot - p, max / 1000, &v) != 0)
+    {
+        return -1;
+    }
+
+    v *= 1000;
+
+    if (dot != last) {
+        p = dot + 1;
+
+        if (p == last) {
+            return -1;
+        }
+
+        for (scale = 100; p < last; p++) {
+            if (*p < '0' || *p > '9') {
+                return -1;
+            }
+
+            v += (*p - '0') * scale;
+            scale /= 10;
+        }
+    }
+
+    if (v > max) {
+        return -1;
+    }
+
+    *milli = v;
+
+    return 0;
 }
 
 
