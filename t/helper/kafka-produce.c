@@ -3,7 +3,7 @@
  * and header values may hold any bytes (NUL, CR, LF), which kcat's command
  * line cannot carry.  Used by t/helper/KafkaStream/Test.pm.
  *
- *     kafka-produce [-X prop=value]... BROKERS TOPIC PARTITION < records
+ *     kafka-produce [-T] [-X prop=value]... BROKERS TOPIC PARTITION < records
  *
  * PARTITION -1 lets the partitioner choose.  Standard input is a sequence
  * of records, each made of fields with a 32-bit big-endian length in front
@@ -11,7 +11,10 @@
  *
  *     key, value, header count N, then N times: header name, header value
  *
- * The header count is a bare 32-bit number.  The messages are produced in
+ * The header count is a bare 32-bit number.  With -T every record starts
+ * with its message timestamp (CreateTime, milliseconds since the epoch) as
+ * a bare 64-bit big-endian number; 0 stands for the time of sending.  The
+ * messages are produced in
  * order, and the program returns only when every one was delivered (exit
  * status 0) or failed (exit status 1, the reason on standard error).
  */
@@ -39,6 +42,7 @@ static const char  *defaults[][2] = {
 };
 
 static int  failed;
+static int  timestamps;
 
 
 static void
@@ -71,6 +75,28 @@ read_len(uint32_t *len)
 
     *len = ntohl(n);
     return 1;
+}
+
+
+/* reads a record's timestamp (-T) */
+
+static int
+read_timestamp(int64_t *ts)
+{
+    int            i;
+    uint64_t       v;
+    unsigned char  b[8];
+
+    if (fread(b, 1, sizeof(b), stdin) != sizeof(b)) {
+        return -1;
+    }
+
+    for (v = 0, i = 0; i < 8; i++) {
+        v = (v << 8) | b[i];
+    }
+
+    *ts = (int64_t) v;
+    return 0;
 }
 
 
@@ -115,6 +141,7 @@ produce_one(rd_kafka_t *rk, const char *topic, int32_t partition)
     int                   rc;
     char                 *key, *value, *name, *hval;
     size_t                klen, vlen, nlen, hlen;
+    int64_t               ts;
     uint32_t              i, nheaders;
     rd_kafka_headers_t   *hdrs;
     rd_kafka_resp_err_t   err;
@@ -123,6 +150,12 @@ produce_one(rd_kafka_t *rk, const char *topic, int32_t partition)
     value = NULL;
     hdrs = NULL;
     rc = -1;
+    ts = 0;
+
+    if (timestamps && read_timestamp(&ts) != 0) {
+        fprintf(stderr, "kafka-produce: malformed timestamp on stdin\n");
+        return -1;
+    }
 
     if (read_field(&key, &klen) != 0 || read_field(&value, &vlen) != 0
         || read_len(&nheaders) != 1)
@@ -168,6 +201,7 @@ produce_one(rd_kafka_t *rk, const char *topic, int32_t partition)
                             RD_KAFKA_V_KEY(key, klen),
                             RD_KAFKA_V_VALUE(value, vlen),
                             RD_KAFKA_V_HEADERS(hdrs),
+                            RD_KAFKA_V_TIMESTAMP(ts),
                             RD_KAFKA_V_END);
     if (err) {
         fprintf(stderr, "kafka-produce: %s\n", rd_kafka_err2str(err));
@@ -212,10 +246,15 @@ main(int argc, char **argv)
         }
     }
 
-    while ((c = getopt(argc, argv, "X:")) != -1) {
-        eq = strchr(optarg, '=');
-        if (c != 'X' || eq == NULL) {
-            fprintf(stderr, "usage: kafka-produce [-X prop=value]... "
+    while ((c = getopt(argc, argv, "TX:")) != -1) {
+        if (c == 'T') {
+            timestamps = 1;
+            continue;
+        }
+
+        eq = (c == 'X') ? strchr(optarg, '=') : NULL;
+        if (eq == NULL) {
+            fprintf(stderr, "usage: kafka-produce [-T] [-X prop=value]... "
                     "BROKERS TOPIC PARTITION < records\n");
             return 2;
         }
@@ -230,7 +269,7 @@ main(int argc, char **argv)
     }
 
     if (argc - optind != 3) {
-        fprintf(stderr, "usage: kafka-produce [-X prop=value]... "
+        fprintf(stderr, "usage: kafka-produce [-T] [-X prop=value]... "
                 "BROKERS TOPIC PARTITION < records\n");
         return 2;
     }

@@ -19,9 +19,15 @@ package KafkaStream::Test;
 #   broker_control("down -1")            a control command; "ok" or dies
 #   restart_broker()                     a new, empty cluster; new address
 #   produce($topic, $bytes, key => $k, partition => $p,
-#           headers => [name => value, ...], config => ['prop=val'])
-#                                        synchronous: returns once stored
+#           headers => [name => value, ...], config => ['prop=val'],
+#           timestamp => $ms)            synchronous: returns once stored;
+#                                        timestamp: the message's CreateTime
+#                                        (default: the time of sending)
 #   produce_files($topic, \@paths, %same_opts)   one message per file
+#   produce_batch($topic, [[$bytes, key => $k, timestamp => $ms], ...],
+#                 partition => $p, config => [...])
+#                                        several messages by one producer,
+#                                        in order; returns once all stored
 #   produce_later($delay, $interval, $topic, \@payloads, %opts)   a child;
 #                                        returns its pid
 #   wait_for_children()                  reaps them; true if all succeeded
@@ -56,7 +62,7 @@ use Time::HiRes qw(sleep time);
 
 our @EXPORT = qw(
     kafka_brokers broker_control restart_broker
-    produce produce_files produce_later wait_for_children
+    produce produce_files produce_batch produce_later wait_for_children
     make_frames make_video consume multipart_parts
 );
 
@@ -207,11 +213,13 @@ sub field {
 }
 
 
-# produces [value, key, headers] records in order; dies unless all landed
+# produces [value, key, headers, timestamp] records in order; dies unless
+# all landed
 sub produce_records {
     my ($topic, $records, %opts) = @_;
     my @x = map { ('-X', $_) } @{$opts{config} || []};
-    my @cmd = (tool('kafka-produce'), @x, '--',
+    my $ts = grep { defined $_->[3] } @$records;
+    my @cmd = (tool('kafka-produce'), ($ts ? ('-T') : ()), @x, '--',
                $BrokerAddr // die("KafkaStream::Test: no broker\n"),
                $topic, $opts{partition} // -1);
 
@@ -229,6 +237,7 @@ sub produce_records {
     binmode $pipe;
     for my $r (@$records) {
         my @h = @{$r->[2] || []};
+        print $pipe pack('q>', $r->[3] // 0) if $ts;
         print $pipe field($r->[1]), field($r->[0]), pack('N', @h / 2),
                     map { field($_) } @h;
     }
@@ -239,7 +248,19 @@ sub produce_records {
 
 sub produce {
     my ($topic, $bytes, %opts) = @_;
-    produce_records($topic, [[$bytes, $opts{key}, $opts{headers}]], %opts);
+    produce_records($topic,
+                    [[$bytes, $opts{key}, $opts{headers}, $opts{timestamp}]],
+                    %opts);
+}
+
+
+sub produce_batch {
+    my ($topic, $messages, %opts) = @_;
+    produce_records($topic,
+                    [map { my ($bytes, %own) = @$_;
+                           [$bytes, $own{key}, $own{headers}, $own{timestamp}]
+                         } @$messages],
+                    %opts);
 }
 
 

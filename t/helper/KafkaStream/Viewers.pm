@@ -19,6 +19,10 @@ package KafkaStream::Viewers;
 #                                       spacing enough without an interval
 #   start_viewer($uri, $file, $seconds) a background curl saving the stream
 #   finish_viewer($pid, $file)          waits for it; returns the bytes
+#   timed_parts($uri, $seconds)         reads a stream until it ends or for
+#                                       $seconds; for every complete part
+#                                       { at => seconds after the request,
+#                                       body => its bytes }
 #   frame_indexes($body, \@frames)      for every complete part, the index
 #                                       of its image in @frames, or -1
 #   squeeze(@list)                      consecutive repeats removed
@@ -35,6 +39,7 @@ package KafkaStream::Viewers;
 use strict;
 use warnings;
 
+use IO::Select;
 use IO::Socket::INET;
 use JSON::PP;
 use POSIX ();
@@ -44,7 +49,8 @@ use KafkaStream::Test ();
 
 our @EXPORT = qw(status_json watched wait_ready produce_seen
                  produce_when_watched start_viewer
-                 finish_viewer frame_indexes squeeze frames_check);
+                 finish_viewer timed_parts frame_indexes squeeze
+                 frames_check);
 
 our $Boundary = 'kafka-stream-frame';
 
@@ -248,6 +254,40 @@ sub finish_viewer {
     close $in;
 
     return $data // '';
+}
+
+
+# a part is complete when the boundary after it arrives: that is its time
+
+sub timed_parts {
+    my ($uri, $seconds) = @_;
+
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                     PeerPort => port(), Timeout => 2)
+        or return ();
+
+    my $start = time;
+    my $deadline = $start + $seconds;
+    my $sel = IO::Select->new($sock);
+    my ($raw, @at) = ('');
+
+    print $sock "GET $uri HTTP/1.0\r\nHost: localhost\r\n\r\n";
+
+    while ((my $left = $deadline - time) > 0) {
+        last if !$sel->can_read($left);
+        my $n = sysread $sock, $raw, 65536, length $raw;
+        last if !$n;
+
+        my $ends = () = $raw =~ /\r\n--\Q$Boundary\E/g;
+        push @at, time - $start while @at < $ends;
+    }
+
+    close $sock;
+
+    my (undef, $body) = split /\r\n\r\n/, $raw, 2;
+    my @parts = KafkaStream::Test::multipart_parts($body // '', $Boundary);
+
+    return map { { at => $at[$_], body => $parts[$_]{body} } } 0 .. $#parts;
 }
 
 
