@@ -17,12 +17,22 @@
  * and shared by every viewer; per viewer there is at most one frame on the
  * wire and one waiting, and a newer frame replaces the waiting one, so a
  * slow viewer neither grows memory nor delays anyone else.
+ *
+ * A replay (kafka_stream_replay) reads the retained log from a point the
+ * request names, with a small consumer of its own, and paces the frames
+ * by their Kafka timestamps on nginx timers.  What blocks in librdkafka
+ * (looking offsets up, destroying a handle) runs in nginx's thread pool;
+ * at the live end the viewer joins its live group.
  */
 
 
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+
+#if (NGX_THREADS)
+#include <ngx_thread_pool.h>
+#endif
 
 #include <netinet/tcp.h>
 
@@ -53,8 +63,18 @@
 #define NGX_HTTP_KAFKA_STREAM_LOG_WINDOW    10
 #define NGX_HTTP_KAFKA_STREAM_LOG_BURST     5
 
+/* all a replay's lookups in the thread pool together, milliseconds */
+#define NGX_HTTP_KAFKA_STREAM_LOOKUP_TIME   5000
+/* messages looked at first, backwards, for a key's frame at a time */
+#define NGX_HTTP_KAFKA_STREAM_KEY_WINDOW    64
+/* a replay this late starts its clock afresh instead of rushing, ms */
+#define NGX_HTTP_KAFKA_STREAM_REPLAY_LATE   1000
+#define NGX_HTTP_KAFKA_STREAM_REPLAY_REASON 256
+
 
 typedef struct ngx_http_kafka_stream_source_s  ngx_http_kafka_stream_source_t;
+typedef struct ngx_http_kafka_stream_viewer_s  ngx_http_kafka_stream_viewer_t;
+typedef struct ngx_http_kafka_stream_replay_s  ngx_http_kafka_stream_replay_t;
 
 
 typedef struct {
@@ -101,6 +121,7 @@ typedef struct {
     ngx_atomic_t                    brokers_up;
     ngx_atomic_t                    partitions;   /* being consumed */
     ngx_atomic_t                    started;
+    ngx_atomic_t                    replays;      /* consumers of replays */
     /* ngx_http_kafka_stream_counters_t  sources[nsources]; */
 } ngx_http_kafka_stream_slot_t;
 
@@ -112,6 +133,8 @@ typedef struct {
     u_char                          wanted[NGX_HTTP_KAFKA_STREAM_MAX_PARTS];
     u_char                          started[NGX_HTTP_KAFKA_STREAM_MAX_PARTS];
     u_char                          live[NGX_HTTP_KAFKA_STREAM_MAX_PARTS];
+    /* offset of the last message the worker took from each, or -1 */
+    int64_t                         last[NGX_HTTP_KAFKA_STREAM_MAX_PARTS];
 } ngx_http_kafka_stream_topic_t;
 
 
@@ -137,7 +160,11 @@ typedef struct {
     size_t                          max_frame_size;
     size_t                          slot_size;
     ngx_uint_t                      status;    /* a status location exists */
+    ngx_uint_t                      replay_max;
     ngx_shm_zone_t                 *shm_zone;
+#if (NGX_THREADS)
+    ngx_thread_pool_t              *thread_pool;
+#endif
 } ngx_http_kafka_stream_main_conf_t;
 
 
@@ -152,6 +179,8 @@ typedef struct {
     size_t                          notsent_lowat;
     ngx_msec_t                      idle_resend;
     ngx_str_t                       boundary;
+    ngx_flag_t                      replay;
+    ngx_uint_t                      replay_max_speed;
 
     /* made from the boundary: "--b" CRLF, CRLF "--b" CRLF, CRLF "--b--" */
     ngx_str_t                       opening;
@@ -162,10 +191,11 @@ typedef struct {
 } ngx_http_kafka_stream_loc_conf_t;
 
 
-typedef struct {
+struct ngx_http_kafka_stream_viewer_s {
     ngx_http_request_t             *request;
     ngx_http_kafka_stream_loc_conf_t  *conf;
     ngx_http_kafka_stream_group_t  *group;
+    ngx_http_kafka_stream_replay_t *replay;     /* while replaying */
     ngx_queue_t                     queue;      /* in group->viewers */
     ngx_queue_t                     link;       /* in worker->viewers */
 
@@ -179,11 +209,84 @@ typedef struct {
     ngx_buf_t                       bufs[3];
     ngx_chain_t                     chain[3];
 
+    /* after a replay: the live frames it already sent are not sent again */
+    int64_t                         floor_offset;
+    int32_t                         floor_partition;
+
     unsigned                        snapshot:1;
     unsigned                        failed:1;
     unsigned                        counted:1;
     unsigned                        listed:1;
-} ngx_http_kafka_stream_viewer_t;
+    unsigned                        pending:1;  /* no response header yet */
+    unsigned                        finish:1;   /* end once all is sent */
+    unsigned                        floor:1;
+};
+
+
+/* a replay's query arguments: times in milliseconds, -1 when not given */
+
+typedef struct {
+    int64_t                         since;
+    int64_t                         until;
+    int64_t                         at;
+    int64_t                         offset;
+    ngx_int_t                       partition;
+    int64_t                         speed;      /* thousandths */
+    ngx_str_t                       reason;     /* why they are refused */
+} ngx_http_kafka_stream_replay_args_t;
+
+
+/*
+ * One replay: its own consumer and read position.  It lives in a pool of
+ * its own, apart from the request, because a task in the thread pool may
+ * still use it after the request is gone.
+ */
+
+struct ngx_http_kafka_stream_replay_s {
+    ngx_queue_t                     queue;      /* in worker->replays */
+    ngx_pool_t                     *pool;
+    ngx_http_kafka_stream_viewer_t *viewer;     /* NULL once it left */
+    ngx_http_kafka_stream_loc_conf_t  *conf;
+    ngx_http_kafka_stream_topic_t  *topic;
+
+    rd_kafka_t                     *rk;
+    rd_kafka_topic_t               *rkt;
+    rd_kafka_queue_t               *messages;   /* the partition's */
+    rd_kafka_queue_t               *events;     /* errors and logs */
+    ngx_connection_t               *wakeup;
+    ngx_fd_t                        pipe[2];
+
+#if (NGX_THREADS)
+    ngx_thread_task_t              *task;
+#endif
+    ngx_event_t                     pace;       /* the next frame is due */
+
+    ngx_http_kafka_stream_frame_t  *next;       /* read, not yet due */
+    ngx_http_kafka_stream_frame_t  *shown;      /* for the idle re-send */
+    rd_kafka_message_t             *found;      /* a snapshot's message */
+
+    ngx_str_t                       key;
+    int32_t                         partition;
+    int64_t                         offset;     /* where it starts */
+    int64_t                         position;   /* last message taken */
+    int64_t                         end;        /* of the log, last seen */
+    int64_t                         since;
+    int64_t                         until;
+    int64_t                         at;
+    int64_t                         speed;
+    int64_t                         low;        /* the log, at the lookup */
+    int64_t                         high;
+
+    ngx_msec_t                      anchor;     /* the pacing clock: */
+    int64_t                         anchor_ts;  /* this timestamp then */
+
+    ngx_uint_t                      status;     /* the lookup's answer */
+    ngx_str_t                       reason;
+
+    unsigned                        busy:1;     /* a task is in a thread */
+    unsigned                        started:1;  /* consuming */
+    unsigned                        snapshot:1;
+};
 
 
 /* per worker process */
@@ -197,7 +300,10 @@ typedef struct {
     ngx_http_kafka_stream_main_conf_t  *conf;
     ngx_http_kafka_stream_slot_t   *slot;
     ngx_queue_t                     viewers;    /* all, for shutdown */
+    ngx_queue_t                     replays;    /* all with a consumer */
+    ngx_uint_t                      nreplays;
     ngx_uint_t                      brokers_up;
+    ngx_uint_t                      exiting;    /* in exit_process */
 
     time_t                          log_window;
     ngx_uint_t                      log_lines;
@@ -208,6 +314,15 @@ typedef struct {
 static ngx_int_t ngx_http_kafka_stream_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_kafka_stream_start(ngx_http_request_t *r,
     ngx_http_kafka_stream_loc_conf_t *kslcf);
+static ngx_int_t ngx_http_kafka_stream_open(ngx_http_kafka_stream_viewer_t *v);
+static ngx_int_t ngx_http_kafka_stream_refuse(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *reason);
+static ngx_int_t ngx_http_kafka_stream_key(ngx_http_request_t *r,
+    ngx_http_kafka_stream_loc_conf_t *kslcf, ngx_str_t *key);
+static ngx_http_kafka_stream_viewer_t *ngx_http_kafka_stream_viewer(
+    ngx_http_request_t *r, ngx_http_kafka_stream_loc_conf_t *kslcf);
+static void ngx_http_kafka_stream_join(ngx_http_kafka_stream_viewer_t *v,
+    ngx_http_kafka_stream_group_t *g);
 static void ngx_http_kafka_stream_cleanup(void *data);
 static void ngx_http_kafka_stream_unlink(ngx_http_kafka_stream_viewer_t *v);
 static ngx_http_kafka_stream_group_t *ngx_http_kafka_stream_group(
@@ -230,8 +345,15 @@ static ngx_int_t ngx_http_kafka_stream_flushed(ngx_http_request_t *r);
 static void ngx_http_kafka_stream_close(ngx_http_kafka_stream_viewer_t *v);
 static ngx_int_t ngx_http_kafka_stream_snapshot(ngx_http_request_t *r,
     ngx_http_kafka_stream_frame_t *f);
+static ngx_table_elt_t *ngx_http_kafka_stream_header(ngx_http_request_t *r,
+    char *key);
+static ngx_int_t ngx_http_kafka_stream_no_cache(ngx_http_request_t *r);
+static ngx_int_t ngx_http_kafka_stream_respond(ngx_http_request_t *r,
+    ngx_buf_t *b);
 static void ngx_http_kafka_stream_frame_release(
     ngx_http_kafka_stream_frame_t *f);
+static void ngx_http_kafka_stream_frame_drop(
+    ngx_http_kafka_stream_frame_t **f);
 static void ngx_http_kafka_stream_frame_cleanup(void *data);
 
 static ngx_int_t ngx_http_kafka_stream_status(ngx_http_request_t *r);
@@ -247,6 +369,13 @@ static ngx_http_kafka_stream_counters_t *ngx_http_kafka_stream_counters(
     ngx_http_kafka_stream_slot_t *slot, ngx_uint_t index);
 
 static void ngx_http_kafka_stream_wakeup_handler(ngx_event_t *ev);
+static ngx_connection_t *ngx_http_kafka_stream_pipe(ngx_fd_t *fds,
+    ngx_event_handler_pt handler, void *data, ngx_uint_t level);
+static void ngx_http_kafka_stream_pipe_read(ngx_connection_t *c);
+static void ngx_http_kafka_stream_pipe_close(ngx_connection_t **c,
+    ngx_fd_t *fds);
+static void ngx_http_kafka_stream_skipped(rd_kafka_message_t *msg,
+    size_t max_frame_size);
 static void ngx_http_kafka_stream_drain(void);
 static void ngx_http_kafka_stream_message(rd_kafka_message_t *msg);
 static void ngx_http_kafka_stream_publish(ngx_http_kafka_stream_group_t *g,
@@ -262,6 +391,65 @@ static void ngx_http_kafka_stream_start_partition(
 static void ngx_http_kafka_stream_tick_handler(ngx_event_t *ev);
 static ngx_uint_t ngx_http_kafka_stream_log_allowed(void);
 
+#if (NGX_THREADS)
+static ngx_int_t ngx_http_kafka_stream_replay_args(ngx_http_request_t *r,
+    ngx_http_kafka_stream_loc_conf_t *kslcf,
+    ngx_http_kafka_stream_replay_args_t *ra);
+static ngx_int_t ngx_http_kafka_stream_value_arg(ngx_http_request_t *r,
+    char *name, int64_t now, int64_t max, int64_t *v, ngx_str_t *reason);
+static ngx_int_t ngx_http_kafka_stream_arg(ngx_http_request_t *r,
+    char *name, ngx_str_t *value);
+static ngx_int_t ngx_http_kafka_stream_replay_start(ngx_http_request_t *r,
+    ngx_http_kafka_stream_loc_conf_t *kslcf,
+    ngx_http_kafka_stream_replay_args_t *ra);
+static ngx_int_t ngx_http_kafka_stream_replay_headers(ngx_http_request_t *r,
+    ngx_http_kafka_stream_replay_t *rp);
+static ngx_int_t ngx_http_kafka_stream_replay_partition(
+    ngx_http_kafka_stream_source_t *src, ngx_str_t *key);
+static ngx_int_t ngx_http_kafka_stream_replay_consumer(
+    ngx_http_kafka_stream_replay_t *rp);
+static void ngx_http_kafka_stream_replay_lookup(void *data, ngx_log_t *log);
+static ngx_int_t ngx_http_kafka_stream_replay_seek(
+    ngx_http_kafka_stream_replay_t *rp, int64_t ts, int64_t deadline,
+    int64_t *offset);
+static rd_kafka_message_t *ngx_http_kafka_stream_replay_fetch(
+    ngx_http_kafka_stream_replay_t *rp, int64_t from, int64_t to,
+    int64_t deadline);
+static void ngx_http_kafka_stream_replay_fail(
+    ngx_http_kafka_stream_replay_t *rp, ngx_uint_t status, const char *fmt,
+    ...);
+static int64_t ngx_http_kafka_stream_replay_clock(void);
+static void ngx_http_kafka_stream_replay_looked_up(ngx_event_t *ev);
+static void ngx_http_kafka_stream_replay_begin(
+    ngx_http_kafka_stream_replay_t *rp);
+static void ngx_http_kafka_stream_replay_wakeup(ngx_event_t *ev);
+static void ngx_http_kafka_stream_replay_read(
+    ngx_http_kafka_stream_replay_t *rp);
+static ngx_int_t ngx_http_kafka_stream_replay_message(
+    ngx_http_kafka_stream_replay_t *rp, rd_kafka_message_t *msg);
+static ngx_uint_t ngx_http_kafka_stream_replay_due(
+    ngx_http_kafka_stream_replay_t *rp);
+static void ngx_http_kafka_stream_replay_pace_handler(ngx_event_t *ev);
+static void ngx_http_kafka_stream_replay_show(
+    ngx_http_kafka_stream_replay_t *rp);
+static ngx_int_t ngx_http_kafka_stream_replay_end(
+    ngx_http_kafka_stream_replay_t *rp, int64_t end);
+static void ngx_http_kafka_stream_replay_live(
+    ngx_http_kafka_stream_replay_t *rp);
+static void ngx_http_kafka_stream_replay_finish(
+    ngx_http_kafka_stream_replay_t *rp);
+static void ngx_http_kafka_stream_replay_release(
+    ngx_http_kafka_stream_replay_t *rp);
+static void ngx_http_kafka_stream_replay_stop(
+    ngx_http_kafka_stream_replay_t *rp);
+static void ngx_http_kafka_stream_replay_close(
+    ngx_http_kafka_stream_replay_t *rp);
+static void ngx_http_kafka_stream_replay_destroy(void *data, ngx_log_t *log);
+static void ngx_http_kafka_stream_replay_destroyed(ngx_event_t *ev);
+static void ngx_http_kafka_stream_replay_free(
+    ngx_http_kafka_stream_replay_t *rp);
+#endif
+
 
 static ngx_int_t ngx_http_kafka_stream_init_process(ngx_cycle_t *cycle);
 static void ngx_http_kafka_stream_exit_process(ngx_cycle_t *cycle);
@@ -270,7 +458,7 @@ static ngx_int_t ngx_http_kafka_stream_consumer(ngx_cycle_t *cycle,
 static void ngx_http_kafka_stream_free_frames(
     ngx_http_kafka_stream_main_conf_t *kmcf);
 static rd_kafka_conf_t *ngx_http_kafka_stream_rdconf(ngx_log_t *log,
-    ngx_http_kafka_stream_main_conf_t *kmcf);
+    ngx_http_kafka_stream_main_conf_t *kmcf, ngx_keyval_t *more);
 
 static ngx_int_t ngx_http_kafka_stream_postconfiguration(ngx_conf_t *cf);
 static void *ngx_http_kafka_stream_create_main_conf(ngx_conf_t *cf);
@@ -380,6 +568,27 @@ static ngx_command_t  ngx_http_kafka_stream_commands[] = {
       offsetof(ngx_http_kafka_stream_loc_conf_t, boundary),
       NULL },
 
+    { ngx_string("kafka_stream_replay"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kafka_stream_loc_conf_t, replay),
+      NULL },
+
+    { ngx_string("kafka_stream_replay_max"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_kafka_stream_main_conf_t, replay_max),
+      NULL },
+
+    { ngx_string("kafka_stream_replay_max_speed"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kafka_stream_loc_conf_t, replay_max_speed),
+      NULL },
+
       ngx_null_command
 };
 
@@ -442,8 +651,11 @@ static ngx_keyval_t  ngx_http_kafka_stream_defaults[] = {
 static ngx_int_t
 ngx_http_kafka_stream_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                          rc;
-    ngx_http_kafka_stream_loc_conf_t  *kslcf;
+    ngx_int_t                             rc;
+    ngx_http_kafka_stream_loc_conf_t     *kslcf;
+#if (NGX_THREADS)
+    ngx_http_kafka_stream_replay_args_t   ra;
+#endif
 
     kslcf = ngx_http_get_module_loc_conf(r, ngx_http_kafka_stream_module);
 
@@ -476,6 +688,28 @@ ngx_http_kafka_stream_handler(ngx_http_request_t *r)
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
 
+#if (NGX_THREADS)
+
+    if (kslcf->replay) {
+        rc = ngx_http_kafka_stream_replay_args(r, kslcf, &ra);
+
+        if (rc == NGX_OK) {
+            return ngx_http_kafka_stream_replay_start(r, kslcf, &ra);
+        }
+
+        if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+            return ngx_http_kafka_stream_refuse(r, rc, &ra.reason);
+        }
+
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+
+        /* no replay asked for: live, as without kafka_stream_replay */
+    }
+
+#endif
+
     return ngx_http_kafka_stream_start(r, kslcf);
 }
 
@@ -485,27 +719,17 @@ static ngx_int_t
 ngx_http_kafka_stream_start(ngx_http_request_t *r,
     ngx_http_kafka_stream_loc_conf_t *kslcf)
 {
-    int                              lowat;
     ngx_int_t                        rc;
     ngx_str_t                        key;
-    ngx_table_elt_t                 *h;
-    ngx_pool_cleanup_t              *cln;
     ngx_http_kafka_stream_group_t   *g;
     ngx_http_kafka_stream_source_t  *src;
     ngx_http_kafka_stream_viewer_t  *v;
 
     src = kslcf->source;
 
-    ngx_str_null(&key);
-
-    if (kslcf->key) {
-        if (ngx_http_complex_value(r, kslcf->key, &key) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        if (key.len > NGX_HTTP_KAFKA_STREAM_MAX_KEY) {
-            return NGX_HTTP_REQUEST_URI_TOO_LARGE;
-        }
+    rc = ngx_http_kafka_stream_key(r, kslcf, &key);
+    if (rc != NGX_OK) {
+        return rc;
     }
 
     g = ngx_http_kafka_stream_group(src, key.data, key.len, 1);
@@ -519,48 +743,13 @@ ngx_http_kafka_stream_start(ngx_http_request_t *r,
         return rc;
     }
 
-    v = ngx_pcalloc(r->pool, sizeof(ngx_http_kafka_stream_viewer_t));
+    v = ngx_http_kafka_stream_viewer(r, kslcf);
     if (v == NULL) {
         ngx_http_kafka_stream_group_release(src, g);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        ngx_http_kafka_stream_group_release(src, g);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    /* from here on the cleanup undoes whatever was done */
-
-    v->request = r;
-    v->conf = kslcf;
-    v->group = g;
-
-    ngx_http_set_ctx(r, v, ngx_http_kafka_stream_module);
-
-    /* a keyed group with its first viewer is no longer an idle one */
-
-    if (g->nviewers++ == 0 && !g->all) {
-        src->idle_groups--;
-    }
-
-    ngx_queue_insert_tail(&g->viewers, &v->queue);
-
-    ngx_queue_insert_tail(&ngx_http_kafka_stream_worker->viewers, &v->link);
-    v->listed = 1;
-
-    cln->handler = ngx_http_kafka_stream_cleanup;
-    cln->data = v;
-
-    v->send.handler = ngx_http_kafka_stream_send_handler;
-    v->send.data = v;
-    v->send.log = r->connection->log;
-
-    v->resend.handler = ngx_http_kafka_stream_resend_handler;
-    v->resend.data = v;
-    v->resend.log = r->connection->log;
-    v->resend.cancelable = 1;
+    ngx_http_kafka_stream_join(v, g);
 
     if (kslcf->type == NGX_HTTP_KAFKA_STREAM_SNAPSHOT) {
 
@@ -577,6 +766,129 @@ ngx_http_kafka_stream_start(ngx_http_request_t *r,
     (void) ngx_atomic_fetch_add(&src->counters->viewers, 1);
     v->counted = 1;
 
+    rc = ngx_http_kafka_stream_open(v);
+
+    if (rc != NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    r->main->count++;
+
+    if (g->latest) {
+        ngx_http_kafka_stream_offer(v, g->latest);
+
+    } else if (kslcf->idle_resend) {
+        ngx_add_timer(&v->resend, kslcf->idle_resend);
+    }
+
+    return NGX_DONE;
+}
+
+
+/* the key the request asks for (kafka_stream_key), empty for all */
+
+static ngx_int_t
+ngx_http_kafka_stream_key(ngx_http_request_t *r,
+    ngx_http_kafka_stream_loc_conf_t *kslcf, ngx_str_t *key)
+{
+    ngx_str_null(key);
+
+    if (kslcf->key) {
+        if (ngx_http_complex_value(r, kslcf->key, key) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (key->len > NGX_HTTP_KAFKA_STREAM_MAX_KEY) {
+            return NGX_HTTP_REQUEST_URI_TOO_LARGE;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The request's viewer, listed in the worker; from then on the request
+ * pool's cleanup undoes whatever is done for it.
+ */
+
+static ngx_http_kafka_stream_viewer_t *
+ngx_http_kafka_stream_viewer(ngx_http_request_t *r,
+    ngx_http_kafka_stream_loc_conf_t *kslcf)
+{
+    ngx_pool_cleanup_t              *cln;
+    ngx_http_kafka_stream_viewer_t  *v;
+
+    v = ngx_pcalloc(r->pool, sizeof(ngx_http_kafka_stream_viewer_t));
+    if (v == NULL) {
+        return NULL;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    v->request = r;
+    v->conf = kslcf;
+
+    ngx_http_set_ctx(r, v, ngx_http_kafka_stream_module);
+
+    ngx_queue_insert_tail(&ngx_http_kafka_stream_worker->viewers, &v->link);
+    v->listed = 1;
+
+    cln->handler = ngx_http_kafka_stream_cleanup;
+    cln->data = v;
+
+    v->send.handler = ngx_http_kafka_stream_send_handler;
+    v->send.data = v;
+    v->send.log = r->connection->log;
+
+    v->resend.handler = ngx_http_kafka_stream_resend_handler;
+    v->resend.data = v;
+    v->resend.log = r->connection->log;
+    v->resend.cancelable = 1;
+
+    return v;
+}
+
+
+/* a viewer starts receiving a group's frames */
+
+static void
+ngx_http_kafka_stream_join(ngx_http_kafka_stream_viewer_t *v,
+    ngx_http_kafka_stream_group_t *g)
+{
+    /* a keyed group with its first viewer is no longer an idle one */
+
+    if (g->nviewers++ == 0 && !g->all) {
+        v->conf->source->idle_groups--;
+    }
+
+    ngx_queue_insert_tail(&g->viewers, &v->queue);
+    v->group = g;
+}
+
+
+/*
+ * The response header and the opening boundary of a stream: NGX_OK when
+ * frames may follow, else what the request is to be finished with.
+ */
+
+static ngx_int_t
+ngx_http_kafka_stream_open(ngx_http_kafka_stream_viewer_t *v)
+{
+    int                                lowat;
+    ngx_int_t                          rc;
+    ngx_table_elt_t                   *h;
+    ngx_http_request_t                *r;
+    ngx_http_kafka_stream_loc_conf_t  *kslcf;
+
+    r = v->request;
+    kslcf = v->conf;
+
+    v->pending = 0;
+
     r->headers_out.status = NGX_HTTP_OK;
     r->headers_out.content_type_len = sizeof("multipart/x-mixed-replace; "
                                              "boundary=") - 1
@@ -591,14 +903,9 @@ ngx_http_kafka_stream_start(ngx_http_request_t *r,
     ngx_sprintf(r->headers_out.content_type.data,
                 "multipart/x-mixed-replace; boundary=%V", &kslcf->boundary);
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
+    if (ngx_http_kafka_stream_no_cache(r) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "Cache-Control");
-    ngx_str_set(&h->value, "no-cache, no-store");
 
     /* a proxy in front (nginx itself, for one) must not buffer the stream */
 
@@ -612,6 +919,16 @@ ngx_http_kafka_stream_start(ngx_http_request_t *r,
     ngx_str_set(&h->value, "no");
 
     r->allow_ranges = 0;
+
+#if (NGX_THREADS)
+
+    if (v->replay
+        && ngx_http_kafka_stream_replay_headers(r, v->replay) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+#endif
 
     rc = ngx_http_send_header(r);
 
@@ -646,22 +963,41 @@ ngx_http_kafka_stream_start(ngx_http_request_t *r,
     v->chain[0].buf = &v->bufs[0];
     v->chain[0].next = NULL;
 
-    r->main->count++;
-
     rc = ngx_http_output_filter(r, &v->chain[0]);
 
-    if (rc == NGX_ERROR) {
-        return NGX_ERROR;
+    return (rc == NGX_ERROR) ? NGX_ERROR : NGX_OK;
+}
+
+
+/* a refused request: the status and the reason in one line of text */
+
+static ngx_int_t
+ngx_http_kafka_stream_refuse(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *reason)
+{
+    ngx_buf_t  *b;
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "kafka stream: %ui: %V", status, reason);
+
+    b = ngx_create_temp_buf(r->pool, reason->len + 1);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (g->latest) {
-        ngx_http_kafka_stream_offer(v, g->latest);
+    b->last = ngx_cpymem(b->last, reason->data, reason->len);
+    *b->last++ = LF;
 
-    } else if (kslcf->idle_resend) {
-        ngx_add_timer(&v->resend, kslcf->idle_resend);
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = b->last - b->pos;
+    ngx_str_set(&r->headers_out.content_type, "text/plain");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+
+    if (ngx_http_kafka_stream_no_cache(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return NGX_DONE;
+    return ngx_http_kafka_stream_respond(r, b);
 }
 
 
@@ -691,15 +1027,17 @@ ngx_http_kafka_stream_cleanup(void *data)
         ngx_del_timer(&v->resend);
     }
 
-    if (v->sending) {
-        ngx_http_kafka_stream_frame_release(v->sending);
-        v->sending = NULL;
+    ngx_http_kafka_stream_frame_drop(&v->sending);
+    ngx_http_kafka_stream_frame_drop(&v->waiting);
+
+#if (NGX_THREADS)
+
+    if (v->replay) {
+        ngx_http_kafka_stream_replay_release(v->replay);
+        v->replay = NULL;
     }
 
-    if (v->waiting) {
-        ngx_http_kafka_stream_frame_release(v->waiting);
-        v->waiting = NULL;
-    }
+#endif
 }
 
 
@@ -923,6 +1261,7 @@ ngx_http_kafka_stream_resend_handler(ngx_event_t *ev)
 {
     ngx_connection_t                *c;
     ngx_http_request_t              *r;
+    ngx_http_kafka_stream_frame_t   *f;
     ngx_http_kafka_stream_viewer_t  *v;
 
     v = ev->data;
@@ -937,11 +1276,32 @@ ngx_http_kafka_stream_resend_handler(ngx_event_t *ev)
         return;
     }
 
+    if (v->finish) {
+        return;
+    }
+
     /* nothing new for a while: send the latest frame again */
 
-    if (v->group->latest) {
+#if (NGX_THREADS)
+    f = v->replay ? v->replay->shown : v->group->latest;
+#else
+    f = v->group->latest;
+#endif
+
+    /*
+     * Just after a replay the live consumer may not yet have what the
+     * replay sent last: its latest frame would step back in time.
+     */
+
+    if (f && v->floor && f->partition == v->floor_partition
+        && f->offset < v->floor_offset)
+    {
+        f = NULL;
+    }
+
+    if (f) {
         if (v->sending == NULL && v->waiting == NULL) {
-            ngx_http_kafka_stream_offer(v, v->group->latest);
+            ngx_http_kafka_stream_offer(v, f);
         }
 
     } else {
@@ -998,6 +1358,15 @@ ngx_http_kafka_stream_send(ngx_http_kafka_stream_viewer_t *v)
 
     if (rc == NGX_ERROR) {
         ngx_http_finalize_request(v->request, NGX_ERROR);
+        return;
+    }
+
+    /* a replay that ended: the closing boundary once all is out */
+
+    if (v->finish && v->sending == NULL && v->waiting == NULL
+        && ngx_http_kafka_stream_flushed(v->request))
+    {
+        ngx_http_kafka_stream_close(v);
     }
 }
 
@@ -1071,7 +1440,7 @@ ngx_http_kafka_stream_wait(ngx_http_kafka_stream_viewer_t *v, ngx_int_t rc)
         ngx_del_timer(wev);
     }
 
-    if (v->conf->idle_resend) {
+    if (v->conf->idle_resend && !v->finish) {
         ngx_add_timer(&v->resend, v->conf->idle_resend);
     }
 
@@ -1129,6 +1498,7 @@ static void
 ngx_http_kafka_stream_close(ngx_http_kafka_stream_viewer_t *v)
 {
     ngx_int_t            rc;
+    ngx_str_t            reason;
     ngx_buf_t           *b;
     ngx_table_elt_t     *h;
     ngx_http_request_t  *r;
@@ -1150,6 +1520,16 @@ ngx_http_kafka_stream_close(ngx_http_kafka_stream_viewer_t *v)
         }
 
         ngx_http_finalize_request(r, NGX_HTTP_SERVICE_UNAVAILABLE);
+        return;
+    }
+
+    /* a replay still looking for its start: no response header yet */
+
+    if (v->pending) {
+        ngx_str_set(&reason, "the server is shutting down");
+        ngx_http_finalize_request(r,
+                        ngx_http_kafka_stream_refuse(r,
+                                        NGX_HTTP_SERVICE_UNAVAILABLE, &reason));
         return;
     }
 
@@ -1190,10 +1570,7 @@ static ngx_int_t
 ngx_http_kafka_stream_snapshot(ngx_http_request_t *r,
     ngx_http_kafka_stream_frame_t *f)
 {
-    u_char              *p;
-    ngx_int_t            rc;
     ngx_buf_t           *b;
-    ngx_chain_t          out;
     ngx_table_elt_t     *h;
     ngx_pool_cleanup_t  *cln;
 
@@ -1213,36 +1590,17 @@ ngx_http_kafka_stream_snapshot(ngx_http_request_t *r,
     r->headers_out.content_type = f->type;
     r->headers_out.content_type_len = f->type.len;
 
-    h = ngx_list_push(&r->headers_out.headers);
+    h = ngx_http_kafka_stream_header(r, "X-Timestamp");
     if (h == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = ngx_pnalloc(r->pool, NGX_INT64_LEN + 4);
-    if (p == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "X-Timestamp");
-    h->value.data = p;
-    h->value.len = ngx_sprintf(p, "%L.%03L", f->timestamp / 1000,
+    h->value.len = ngx_sprintf(h->value.data, "%L.%03L", f->timestamp / 1000,
                                f->timestamp % 1000)
-                   - p;
+                   - h->value.data;
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
+    if (ngx_http_kafka_stream_no_cache(r) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "Cache-Control");
-    ngx_str_set(&h->value, "no-cache, no-store");
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
     }
 
     b = ngx_calloc_buf(r->pool);
@@ -1253,6 +1611,71 @@ ngx_http_kafka_stream_snapshot(ngx_http_request_t *r,
     b->pos = f->image.data;
     b->last = f->image.data + f->image.len;
     b->memory = 1;
+
+    return ngx_http_kafka_stream_respond(r, b);
+}
+
+
+/* a response header, with room for a number as its value */
+
+static ngx_table_elt_t *
+ngx_http_kafka_stream_header(ngx_http_request_t *r, char *key)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NULL;
+    }
+
+    h->value.data = ngx_pnalloc(r->pool, NGX_INT64_LEN + 4);
+    if (h->value.data == NULL) {
+        return NULL;
+    }
+
+    h->hash = 1;
+    h->key.len = ngx_strlen(key);
+    h->key.data = (u_char *) key;
+    h->value.len = 0;
+
+    return h;
+}
+
+
+/* "Cache-Control: no-cache, no-store": every answer is of the moment */
+
+static ngx_int_t
+ngx_http_kafka_stream_no_cache(ngx_http_request_t *r)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Cache-Control");
+    ngx_str_set(&h->value, "no-cache, no-store");
+
+    return NGX_OK;
+}
+
+
+/* the header and a body of one buffer */
+
+static ngx_int_t
+ngx_http_kafka_stream_respond(ngx_http_request_t *r, ngx_buf_t *b)
+{
+    ngx_int_t    rc;
+    ngx_chain_t  out;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;
 
@@ -1272,6 +1695,18 @@ ngx_http_kafka_stream_frame_release(ngx_http_kafka_stream_frame_t *f)
 }
 
 
+/* releases a frame one holds, if any */
+
+static void
+ngx_http_kafka_stream_frame_drop(ngx_http_kafka_stream_frame_t **f)
+{
+    if (*f) {
+        ngx_http_kafka_stream_frame_release(*f);
+        *f = NULL;
+    }
+}
+
+
 static void
 ngx_http_kafka_stream_frame_cleanup(void *data)
 {
@@ -1284,10 +1719,8 @@ ngx_http_kafka_stream_frame_cleanup(void *data)
 static ngx_int_t
 ngx_http_kafka_stream_status(ngx_http_request_t *r)
 {
-    ngx_int_t                           rc;
     ngx_str_t                           format;
     ngx_buf_t                          *b;
-    ngx_chain_t                         out;
     ngx_uint_t                          prometheus;
     ngx_http_kafka_stream_main_conf_t  *kmcf;
 
@@ -1337,19 +1770,7 @@ ngx_http_kafka_stream_status(ngx_http_request_t *r)
         r->header_only = 1;
     }
 
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return ngx_http_kafka_stream_respond(r, b);
 }
 
 
@@ -1585,7 +2006,7 @@ ngx_http_kafka_stream_status_prometheus(ngx_http_request_t *r,
     size_t                              size;
     ngx_buf_t                          *b;
     ngx_str_t                           partition;
-    ngx_uint_t                          i, k, up;
+    ngx_uint_t                          i, k, up, replays;
     ngx_slab_pool_t                    *shpool;
     ngx_http_kafka_stream_slot_t       *slot;
     ngx_http_kafka_stream_source_t    **sources, *src;
@@ -1620,7 +2041,7 @@ ngx_http_kafka_stream_status_prometheus(ngx_http_request_t *r,
     shpool = (ngx_slab_pool_t *) kmcf->shm_zone->shm.addr;
     sources = kmcf->sources.elts;
 
-    size = 512;
+    size = 640;
 
     for (i = 0; metrics[i].name; i++) {
         size += 128 + kmcf->sources.nelts * (128 + NGX_ATOMIC_T_LEN);
@@ -1665,19 +2086,25 @@ ngx_http_kafka_stream_status_prometheus(ngx_http_request_t *r,
     }
 
     up = 0;
+    replays = 0;
 
     for (i = 0; i < NGX_HTTP_KAFKA_STREAM_MAX_SLOTS; i++) {
         slot = ngx_http_kafka_stream_slot(kmcf, shpool->data, i);
 
         if (slot->pid) {
             up = ngx_max(up, slot->brokers_up);
+            replays += slot->replays;
         }
     }
 
-    p = ngx_sprintf(p, "# HELP kafka_stream_brokers_up brokers connected "
+    p = ngx_sprintf(p, "# HELP kafka_stream_replays replay consumers "
+                    "(all workers)\n"
+                    "# TYPE kafka_stream_replays gauge\n"
+                    "kafka_stream_replays %ui\n"
+                    "# HELP kafka_stream_brokers_up brokers connected "
                     "(the best worker)\n"
                     "# TYPE kafka_stream_brokers_up gauge\n"
-                    "kafka_stream_brokers_up %ui\n", up);
+                    "kafka_stream_brokers_up %ui\n", replays, up);
 
     b->last = p;
 
@@ -1690,27 +2117,102 @@ ngx_http_kafka_stream_status_prometheus(ngx_http_request_t *r,
 static void
 ngx_http_kafka_stream_wakeup_handler(ngx_event_t *ev)
 {
-    u_char             buf[64];
-    ssize_t            n;
+    ngx_http_kafka_stream_pipe_read(ev->data);
+    ngx_http_kafka_stream_drain();
+}
+
+
+/*
+ * A pipe whose read end is a read event: librdkafka writes to the other
+ * end when a queue has something (rd_kafka_queue_io_event_enable).  On
+ * failure nothing is left open.
+ */
+
+static ngx_connection_t *
+ngx_http_kafka_stream_pipe(ngx_fd_t *fds, ngx_event_handler_pt handler,
+    void *data, ngx_uint_t level)
+{
     ngx_connection_t  *c;
 
-    c = ev->data;
+    if (pipe(fds) == -1) {
+        ngx_log_error(level, ngx_cycle->log, ngx_errno, "pipe() failed");
+        fds[0] = -1;
+        fds[1] = -1;
+        return NULL;
+    }
 
-    /*
-     * librdkafka writes to the pipe only when the queue goes from empty to
-     * non-empty: empty the pipe first, then the queue, and nothing is missed.
-     */
+    c = NULL;
+
+    if (ngx_nonblocking(fds[0]) == -1 || ngx_nonblocking(fds[1]) == -1) {
+        ngx_log_error(level, ngx_cycle->log, ngx_socket_errno,
+                      ngx_nonblocking_n " failed");
+        goto failed;
+    }
+
+    c = ngx_get_connection(fds[0], ngx_cycle->log);
+    if (c == NULL) {
+        goto failed;
+    }
+
+    c->read->handler = handler;
+    c->read->log = ngx_cycle->log;
+    c->write->log = ngx_cycle->log;
+    c->data = data;
+
+    if (ngx_add_event(c->read, NGX_READ_EVENT, 0) == NGX_OK) {
+        return c;
+    }
+
+failed:
+
+    ngx_http_kafka_stream_pipe_close(&c, fds);
+
+    return NULL;
+}
+
+
+/*
+ * librdkafka writes to the pipe only when a queue goes from empty to
+ * non-empty: empty the pipe first, then the queue, and nothing is missed.
+ */
+
+static void
+ngx_http_kafka_stream_pipe_read(ngx_connection_t *c)
+{
+    u_char   buf[64];
+    ssize_t  n;
 
     do {
         n = read(c->fd, buf, sizeof(buf));
     } while (n > 0);
 
     if (n == -1 && ngx_errno != NGX_EAGAIN && ngx_errno != NGX_EINTR) {
-        ngx_log_error(NGX_LOG_ALERT, ev->log, ngx_errno,
+        ngx_log_error(NGX_LOG_ALERT, c->log, ngx_errno,
                       "kafka stream: read() from the wakeup pipe failed");
     }
+}
 
-    ngx_http_kafka_stream_drain();
+
+/* after rd_kafka_queue_io_event_enable(..., -1, ...): nobody writes now */
+
+static void
+ngx_http_kafka_stream_pipe_close(ngx_connection_t **c, ngx_fd_t *fds)
+{
+    if (*c) {
+        ngx_close_connection(*c);
+        *c = NULL;
+        fds[0] = -1;
+    }
+
+    if (fds[0] != -1) {
+        (void) close(fds[0]);
+        fds[0] = -1;
+    }
+
+    if (fds[1] != -1) {
+        (void) close(fds[1]);
+        fds[1] = -1;
+    }
 }
 
 
@@ -1810,11 +2312,15 @@ ngx_http_kafka_stream_message(rd_kafka_message_t *msg)
 
         if (ngx_strcmp(t->name.data, topic) == 0) {
             if (msg->partition >= 0
-                && msg->partition < NGX_HTTP_KAFKA_STREAM_MAX_PARTS
-                && !t->live[msg->partition])
+                && msg->partition < NGX_HTTP_KAFKA_STREAM_MAX_PARTS)
             {
-                t->live[msg->partition] = 1;
-                catchup = 1;
+                /* where replays become live viewers */
+                t->last[msg->partition] = msg->offset;
+
+                if (!t->live[msg->partition]) {
+                    t->live[msg->partition] = 1;
+                    catchup = 1;
+                }
             }
 
             break;
@@ -1837,16 +2343,7 @@ ngx_http_kafka_stream_message(rd_kafka_message_t *msg)
 
         if (msg->len > src->max_frame_size) {
             c->skipped++;
-
-            if (ngx_http_kafka_stream_log_allowed()) {
-                ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                              "kafka stream: message of %uz bytes at "
-                              "\"%s\" [%D] offset %O is larger than "
-                              "kafka_stream_max_frame_size %uz, skipped",
-                              msg->len, topic, msg->partition,
-                              (off_t) msg->offset, src->max_frame_size);
-            }
-
+            ngx_http_kafka_stream_skipped(msg, src->max_frame_size);
             continue;
         }
 
@@ -1855,15 +2352,7 @@ ngx_http_kafka_stream_message(rd_kafka_message_t *msg)
 
             if (type == NGX_HTTP_KAFKA_STREAM_NOT_IMAGE) {
                 c->skipped++;
-
-                if (ngx_http_kafka_stream_log_allowed()) {
-                    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                                  "kafka stream: message of %uz bytes at "
-                                  "\"%s\" [%D] offset %O is not a complete "
-                                  "PNG or JPEG image, skipped",
-                                  msg->len, topic, msg->partition,
-                                  (off_t) msg->offset);
-                }
+                ngx_http_kafka_stream_skipped(msg, src->max_frame_size);
 
                 /* the other sources would see the same bytes */
 
@@ -1916,7 +2405,8 @@ static void
 ngx_http_kafka_stream_publish(ngx_http_kafka_stream_group_t *g,
     ngx_http_kafka_stream_frame_t *f, ngx_uint_t catchup)
 {
-    ngx_queue_t  *q;
+    ngx_queue_t                     *q;
+    ngx_http_kafka_stream_viewer_t  *v;
 
     if (catchup && g->latest && g->latest->timestamp > f->timestamp) {
         return;
@@ -1934,9 +2424,46 @@ ngx_http_kafka_stream_publish(ngx_http_kafka_stream_group_t *g,
          q != ngx_queue_sentinel(&g->viewers);
          q = ngx_queue_next(q))
     {
-        ngx_http_kafka_stream_offer(
-                  ngx_queue_data(q, ngx_http_kafka_stream_viewer_t, queue), f);
+        v = ngx_queue_data(q, ngx_http_kafka_stream_viewer_t, queue);
+
+        /* a viewer that came from a replay has had this frame already */
+
+        if (v->floor && f->partition == v->floor_partition) {
+            if (f->offset <= v->floor_offset) {
+                continue;
+            }
+
+            v->floor = 0;
+        }
+
+        ngx_http_kafka_stream_offer(v, f);
     }
+}
+
+
+/* why a message is not shown: too large, or not a complete image */
+
+static void
+ngx_http_kafka_stream_skipped(rd_kafka_message_t *msg, size_t max_frame_size)
+{
+    if (!ngx_http_kafka_stream_log_allowed()) {
+        return;
+    }
+
+    if (msg->len > max_frame_size) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "kafka stream: message of %uz bytes at \"%s\" [%D] "
+                      "offset %O is larger than kafka_stream_max_frame_size "
+                      "%uz, skipped", msg->len, rd_kafka_topic_name(msg->rkt),
+                      msg->partition, (off_t) msg->offset, max_frame_size);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                  "kafka stream: message of %uz bytes at \"%s\" [%D] "
+                  "offset %O is not a complete PNG or JPEG image, skipped",
+                  msg->len, rd_kafka_topic_name(msg->rkt), msg->partition,
+                  (off_t) msg->offset);
 }
 
 
@@ -2199,13 +2726,1453 @@ ngx_http_kafka_stream_log_allowed(void)
 }
 
 
+#if (NGX_THREADS)
+
+/*
+ * Replays.  A request that names a start (?since=, ?offset=, or ?at= for
+ * a snapshot) gets a consumer of its own: a legacy consumer with small
+ * fetch and queue limits, so that it holds about one fetch of the log.
+ * The lookups that block in librdkafka (watermarks, offsets for times,
+ * single messages) run in nginx's thread pool, as does the destruction
+ * of the handle; the messages come through a pipe, as the worker's own
+ * consumer's do, and each frame waits on a timer until it is due.
+ */
+
+
+/* NGX_OK for a replay, NGX_DECLINED for none, or an HTTP status to refuse */
+
+static ngx_int_t
+ngx_http_kafka_stream_replay_args(ngx_http_request_t *r,
+    ngx_http_kafka_stream_loc_conf_t *kslcf,
+    ngx_http_kafka_stream_replay_args_t *ra)
+{
+    int64_t      now, n;
+    ngx_int_t    rc;
+    ngx_str_t    speed;
+    ngx_time_t  *tp;
+
+    ra->since = -1;
+    ra->until = -1;
+    ra->at = -1;
+    ra->offset = -1;
+    ra->partition = -1;
+    ra->speed = 1000;
+    ngx_str_null(&ra->reason);
+
+    tp = ngx_timeofday();
+    now = (int64_t) tp->sec * 1000 + tp->msec;
+
+    if (kslcf->type == NGX_HTTP_KAFKA_STREAM_SNAPSHOT) {
+        rc = ngx_http_kafka_stream_value_arg(r, "at", now, 0, &ra->at,
+                                             &ra->reason);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        if (ra->at > now) {
+            ngx_str_set(&ra->reason, "at: the time is in the future");
+            return NGX_HTTP_RANGE_NOT_SATISFIABLE;
+        }
+
+    } else {
+        rc = ngx_http_kafka_stream_value_arg(r, "since", now, 0, &ra->since,
+                                             &ra->reason);
+        if (rc == NGX_ERROR || rc == NGX_HTTP_BAD_REQUEST) {
+            return rc;
+        }
+
+        rc = ngx_http_kafka_stream_value_arg(r, "offset", 0,
+                                             NGX_MAX_OFF_T_VALUE - 1,
+                                             &ra->offset, &ra->reason);
+        if (rc == NGX_ERROR || rc == NGX_HTTP_BAD_REQUEST) {
+            return rc;
+        }
+
+        if (ra->since == -1 && ra->offset == -1) {
+            return NGX_DECLINED;
+        }
+
+        if (ra->since != -1 && ra->offset != -1) {
+            ngx_str_set(&ra->reason, "since and offset exclude each other");
+            return NGX_HTTP_BAD_REQUEST;
+        }
+
+        rc = ngx_http_kafka_stream_value_arg(r, "until", now, 0, &ra->until,
+                                             &ra->reason);
+        if (rc == NGX_ERROR || rc == NGX_HTTP_BAD_REQUEST) {
+            return rc;
+        }
+
+        rc = ngx_http_kafka_stream_arg(r, "speed", &speed);
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (rc == NGX_OK) {
+            if (ngx_http_kafka_stream_parse_decimal(speed.data, speed.len,
+                                                    NGX_MAX_INT32_VALUE,
+                                                    &ra->speed)
+                != 0
+                || ra->speed == 0)
+            {
+                ngx_str_set(&ra->reason, "speed: not a positive number "
+                            "(1, 2, 0.5 ...)");
+                return NGX_HTTP_BAD_REQUEST;
+            }
+
+            /* capped, not refused: a page may offer more than one allows */
+
+            ra->speed = ngx_min(ra->speed,
+                                (int64_t) kslcf->replay_max_speed * 1000);
+        }
+
+        if (ra->since != -1 && ra->until != -1 && ra->since > ra->until) {
+            ngx_str_set(&ra->reason, "since is after until");
+            return NGX_HTTP_BAD_REQUEST;
+        }
+
+        if (ra->since > now) {
+            ngx_str_set(&ra->reason, "since: the time is in the future");
+            return NGX_HTTP_RANGE_NOT_SATISFIABLE;
+        }
+    }
+
+    n = -1;
+
+    rc = ngx_http_kafka_stream_value_arg(r, "partition", 0,
+                                         NGX_MAX_INT32_VALUE, &n,
+                                         &ra->reason);
+    if (rc == NGX_ERROR || rc == NGX_HTTP_BAD_REQUEST) {
+        return rc;
+    }
+
+    if (n != -1) {
+        if (kslcf->partition != NGX_HTTP_KAFKA_STREAM_ALL
+            && n != kslcf->partition)
+        {
+            ngx_str_set(&ra->reason, "partition: this location serves "
+                        "another partition");
+            return NGX_HTTP_BAD_REQUEST;
+        }
+
+        /* the live consumer reads no further: it could not take over */
+
+        if (n >= NGX_HTTP_KAFKA_STREAM_MAX_PARTS) {
+            ngx_str_set(&ra->reason, "partition: out of range");
+            return NGX_HTTP_RANGE_NOT_SATISFIABLE;
+        }
+
+        ra->partition = (ngx_int_t) n;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A time ("now" given) or a number (up to "max"): NGX_OK, NGX_DECLINED if
+ * the argument is absent, NGX_HTTP_BAD_REQUEST with the reason, NGX_ERROR.
+ */
+
+static ngx_int_t
+ngx_http_kafka_stream_value_arg(ngx_http_request_t *r, char *name,
+    int64_t now, int64_t max, int64_t *v, ngx_str_t *reason)
+{
+    int        rc;
+    ngx_str_t  value;
+
+    rc = ngx_http_kafka_stream_arg(r, name, &value);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    rc = now ? ngx_http_kafka_stream_parse_time(value.data, value.len, now, v)
+             : ngx_http_kafka_stream_parse_number(value.data, value.len, max,
+                                                  v);
+    if (rc == 0) {
+        return NGX_OK;
+    }
+
+    reason->data = ngx_pnalloc(r->pool, NGX_HTTP_KAFKA_STREAM_REPLAY_REASON);
+    if (reason->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    reason->len = ngx_sprintf(reason->data, "%s: %s", name,
+                              now ? "not a time (unix seconds, -seconds "
+                                    "before now, or RFC 3339)"
+                                  : "not a number (0, 1, 2 ...)")
+                  - reason->data;
+
+    return NGX_HTTP_BAD_REQUEST;
+}
+
+
+/* a query argument, unescaped: NGX_OK, or NGX_DECLINED when it is absent */
+
+static ngx_int_t
+ngx_http_kafka_stream_arg(ngx_http_request_t *r, char *name, ngx_str_t *value)
+{
+    u_char     *dst, *src;
+    ngx_str_t   raw;
+
+    if (ngx_http_arg(r, (u_char *) name, ngx_strlen(name), &raw) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    dst = ngx_pnalloc(r->pool, raw.len + 1);
+    if (dst == NULL) {
+        return NGX_ERROR;
+    }
+
+    value->data = dst;
+    src = raw.data;
+
+    ngx_unescape_uri(&dst, &src, raw.len, 0);
+
+    value->len = dst - value->data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_kafka_stream_replay_start(ngx_http_request_t *r,
+    ngx_http_kafka_stream_loc_conf_t *kslcf,
+    ngx_http_kafka_stream_replay_args_t *ra)
+{
+    ngx_int_t                           rc;
+    ngx_str_t                           key, reason;
+    ngx_pool_t                         *pool;
+    ngx_http_kafka_stream_viewer_t     *v;
+    ngx_http_kafka_stream_replay_t     *rp;
+    ngx_http_kafka_stream_worker_t     *w;
+    ngx_http_kafka_stream_main_conf_t  *kmcf;
+
+    w = ngx_http_kafka_stream_worker;
+    kmcf = w->conf;
+
+    if (w->nreplays >= kmcf->replay_max) {
+        ngx_str_set(&reason, "too many replays in this worker "
+                    "(kafka_stream_replay_max)");
+        return ngx_http_kafka_stream_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                            &reason);
+    }
+
+    rc = ngx_http_kafka_stream_key(r, kslcf, &key);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    v = ngx_http_kafka_stream_viewer(r, kslcf);
+    if (v == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    v->pending = 1;
+
+    pool = ngx_create_pool(1024, ngx_cycle->log);
+    if (pool == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rp = ngx_pcalloc(pool, sizeof(ngx_http_kafka_stream_replay_t));
+    if (rp == NULL) {
+        ngx_destroy_pool(pool);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rp->pool = pool;
+    rp->pipe[0] = -1;
+    rp->pipe[1] = -1;
+
+    ngx_queue_insert_tail(&w->replays, &rp->queue);
+    w->nreplays++;
+    w->slot->replays = w->nreplays;
+
+    /* the viewer's cleanup releases the replay */
+
+    v->replay = rp;
+
+    rp->viewer = v;
+    rp->conf = kslcf;
+    rp->topic = kslcf->source->topic;
+    rp->since = ra->since;
+    rp->until = ra->until;
+    rp->at = ra->at;
+    rp->offset = ra->offset;
+    rp->speed = ra->speed;
+    rp->anchor_ts = -1;
+    rp->snapshot = (kslcf->type == NGX_HTTP_KAFKA_STREAM_SNAPSHOT);
+
+    rp->key.len = key.len;
+    rp->key.data = ngx_pnalloc(pool, key.len + 1);
+    if (rp->key.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(rp->key.data, key.data, key.len);
+
+    if (ra->partition != -1) {
+        rp->partition = (int32_t) ra->partition;
+
+    } else if (kslcf->partition != NGX_HTTP_KAFKA_STREAM_ALL) {
+        rp->partition = (int32_t) kslcf->partition;
+
+    } else {
+        rp->partition = (int32_t) ngx_http_kafka_stream_replay_partition(
+                                                      kslcf->source, &rp->key);
+    }
+
+    if (!rp->snapshot) {
+        kslcf->viewers++;
+        (void) ngx_atomic_fetch_add(&kslcf->source->counters->viewers, 1);
+        v->counted = 1;
+    }
+
+    rp->pace.handler = ngx_http_kafka_stream_replay_pace_handler;
+    rp->pace.data = rp;
+    rp->pace.log = ngx_cycle->log;
+    rp->pace.cancelable = 1;
+
+    rp->task = ngx_thread_task_alloc(pool, 0);
+    if (rp->task == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rp->task->ctx = rp;
+    rp->task->event.data = rp;
+    rp->task->event.log = ngx_cycle->log;
+
+    if (ngx_http_kafka_stream_replay_consumer(rp) != NGX_OK) {
+        ngx_str_set(&reason, "no Kafka consumer for the replay (see the log)");
+        return ngx_http_kafka_stream_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                            &reason);
+    }
+
+    rp->task->handler = ngx_http_kafka_stream_replay_lookup;
+    rp->task->event.handler = ngx_http_kafka_stream_replay_looked_up;
+
+    if (ngx_thread_task_post(kmcf->thread_pool, rp->task) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rp->busy = 1;
+
+    /* a client that leaves during the lookup is noticed */
+
+    r->read_event_handler = ngx_http_test_reading;
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+/* where the replay starts, as the lookup found it, and how fast */
+
+static ngx_int_t
+ngx_http_kafka_stream_replay_headers(ngx_http_request_t *r,
+    ngx_http_kafka_stream_replay_t *rp)
+{
+    ngx_table_elt_t  *part, *offset, *speed;
+
+    part = ngx_http_kafka_stream_header(r, "X-Replay-Partition");
+    offset = ngx_http_kafka_stream_header(r, "X-Replay-Offset");
+    speed = ngx_http_kafka_stream_header(r, "X-Replay-Speed");
+
+    if (part == NULL || offset == NULL || speed == NULL) {
+        return NGX_ERROR;
+    }
+
+    part->value.len = ngx_sprintf(part->value.data, "%D", rp->partition)
+                      - part->value.data;
+    offset->value.len = ngx_sprintf(offset->value.data, "%L", rp->offset)
+                        - offset->value.data;
+    speed->value.len = ngx_sprintf(speed->value.data, "%L.%03L",
+                                   rp->speed / 1000, rp->speed % 1000)
+                       - speed->value.data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Without ?partition= a location of all partitions replays the one where
+ * the worker last saw a frame of the key (or any frame, without a key),
+ * else partition 0.
+ */
+
+static ngx_int_t
+ngx_http_kafka_stream_replay_partition(ngx_http_kafka_stream_source_t *src,
+    ngx_str_t *key)
+{
+    ngx_queue_t                    *q;
+    ngx_http_kafka_stream_group_t  *g;
+
+    if (key->len == 0) {
+        return src->all->latest ? src->all->latest->partition : 0;
+    }
+
+    for (q = ngx_queue_head(&src->groups);
+         q != ngx_queue_sentinel(&src->groups);
+         q = ngx_queue_next(q))
+    {
+        g = ngx_queue_data(q, ngx_http_kafka_stream_group_t, queue);
+
+        if (g->key.len == key->len
+            && ngx_memcmp(g->key.data, key->data, key->len) == 0)
+        {
+            return g->latest ? g->latest->partition : 0;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * The replay's consumer.  Creating it does not block (librdkafka starts
+ * its threads and returns); its destruction does, and goes to a thread.
+ */
+
+static ngx_int_t
+ngx_http_kafka_stream_replay_consumer(ngx_http_kafka_stream_replay_t *rp)
+{
+    char                               errstr[512];
+    ngx_uint_t                         i;
+    rd_kafka_conf_t                   *conf;
+    rd_kafka_queue_t                  *main_queue;
+    ngx_http_kafka_stream_main_conf_t *kmcf;
+
+    /* the worker's consumer says it all once; kafka_stream_option wins */
+
+    static ngx_keyval_t  quiet[] = {
+        { ngx_string("log_level"), ngx_string("3") },
+        { ngx_null_string, ngx_null_string }
+    };
+
+    /* these win over kafka_stream_option, which is for live consumers */
+
+    static ngx_keyval_t  props[] = {
+        /* what a replay holds: one fetch (fetch.message.max.bytes, at
+           least the largest frame) and a megabyte queued */
+        { ngx_string("queued.min.messages"), ngx_string("16") },
+        { ngx_string("queued.max.messages.kbytes"), ngx_string("1024") },
+        { ngx_string("statistics.interval.ms"), ngx_string("0") },
+        /* the end of the log is where the replay may become live */
+        { ngx_string("enable.partition.eof"), ngx_string("true") },
+        /* a replay overtaken by retention goes on from the oldest frame */
+        { ngx_string("auto.offset.reset"), ngx_string("earliest") },
+        { ngx_null_string, ngx_null_string }
+    };
+
+    kmcf = ngx_http_kafka_stream_worker->conf;
+
+    conf = ngx_http_kafka_stream_rdconf(ngx_cycle->log, kmcf, quiet);
+    if (conf == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; props[i].key.len; i++) {
+        if (rd_kafka_conf_set(conf, (char *) props[i].key.data,
+                              (char *) props[i].value.data,
+                              errstr, sizeof(errstr))
+            != RD_KAFKA_CONF_OK)
+        {
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "kafka stream: replay consumer: %s", errstr);
+            rd_kafka_conf_destroy(conf);
+            return NGX_ERROR;
+        }
+    }
+
+    rd_kafka_conf_set_events(conf, RD_KAFKA_EVENT_ERROR|RD_KAFKA_EVENT_LOG);
+
+    rp->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    if (rp->rk == NULL) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "kafka stream: replay consumer: rd_kafka_new() "
+                      "failed: %s", errstr);
+        rd_kafka_conf_destroy(conf);
+        return NGX_ERROR;
+    }
+
+    rp->events = rd_kafka_queue_new(rp->rk);
+    rp->messages = rd_kafka_queue_new(rp->rk);
+
+    if (rp->events == NULL || rp->messages == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* errors and logs apart from the messages, which may wait their turn */
+
+    main_queue = rd_kafka_queue_get_main(rp->rk);
+    rd_kafka_queue_forward(main_queue, rp->events);
+    rd_kafka_queue_destroy(main_queue);
+
+    (void) rd_kafka_set_log_queue(rp->rk, rp->events);
+
+    rp->rkt = rd_kafka_topic_new(rp->rk, (char *) rp->topic->name.data, NULL);
+    if (rp->rkt == NULL) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "kafka stream: replay consumer: rd_kafka_topic_new() "
+                      "failed: %s", rd_kafka_err2str(rd_kafka_last_error()));
+        return NGX_ERROR;
+    }
+
+    rp->wakeup = ngx_http_kafka_stream_pipe(rp->pipe,
+                                          ngx_http_kafka_stream_replay_wakeup,
+                                          rp, NGX_LOG_ERR);
+    if (rp->wakeup == NULL) {
+        return NGX_ERROR;
+    }
+
+    rd_kafka_queue_io_event_enable(rp->events, rp->pipe[1], "1", 1);
+    rd_kafka_queue_io_event_enable(rp->messages, rp->pipe[1], "1", 1);
+
+    return NGX_OK;
+}
+
+
+/*
+ * In a thread of the pool: where the replay starts, or the snapshot's
+ * message.  Only the replay's own fields are used here; the event loop
+ * leaves them alone while "busy" is set.
+ */
+
+static void
+ngx_http_kafka_stream_replay_lookup(void *data, ngx_log_t *log)
+{
+    ngx_http_kafka_stream_replay_t *rp = data;
+
+    int64_t               low, high, deadline, t, offset, end, from, span;
+    u_char                oldest[NGX_HTTP_KAFKA_STREAM_TIME_LEN];
+    rd_kafka_message_t   *msg;
+    rd_kafka_resp_err_t   err;
+
+    deadline = ngx_http_kafka_stream_replay_clock()
+               + NGX_HTTP_KAFKA_STREAM_LOOKUP_TIME;
+
+    err = rd_kafka_query_watermark_offsets(rp->rk,
+                                           (char *) rp->topic->name.data,
+                                           rp->partition, &low, &high,
+                                           NGX_HTTP_KAFKA_STREAM_LOOKUP_TIME);
+
+    if (err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION
+        || err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+    {
+        ngx_http_kafka_stream_replay_fail(rp, NGX_HTTP_RANGE_NOT_SATISFIABLE,
+                                          "partition: \"%V\" has no "
+                                          "partition %D", &rp->topic->name,
+                                          rp->partition);
+        return;
+    }
+
+    if (err) {
+        ngx_http_kafka_stream_replay_fail(rp, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                          "Kafka did not answer: %s",
+                                          rd_kafka_err2str(err));
+        return;
+    }
+
+    rp->low = low;
+    rp->high = high;
+
+    if (rp->offset != -1) {
+        if (rp->offset < low || rp->offset > high) {
+            ngx_http_kafka_stream_replay_fail(rp,
+                                         NGX_HTTP_RANGE_NOT_SATISFIABLE,
+                                         "offset: out of range: partition "
+                                         "%D goes from %L to its live end "
+                                         "at %L", rp->partition, low, high);
+        }
+
+        return;
+    }
+
+    if (low == high) {
+        ngx_http_kafka_stream_replay_fail(rp, NGX_HTTP_RANGE_NOT_SATISFIABLE,
+                                          "%s: partition %D holds no frames",
+                                          rp->snapshot ? "at" : "since",
+                                          rp->partition);
+        return;
+    }
+
+    /* a time before the oldest message is before the retained log */
+
+    msg = ngx_http_kafka_stream_replay_fetch(rp, low, -1, deadline);
+    if (msg == NULL) {
+        return;
+    }
+
+    t = rd_kafka_message_timestamp(msg, NULL);
+    rd_kafka_message_destroy(msg);
+
+    if ((rp->snapshot ? rp->at : rp->since) < t) {
+        (void) ngx_http_kafka_stream_format_time(oldest, t);
+        ngx_http_kafka_stream_replay_fail(rp, NGX_HTTP_RANGE_NOT_SATISFIABLE,
+                                          "%s: the time is before the "
+                                          "retained log, which starts at %*s",
+                                          rp->snapshot ? "at" : "since",
+                                          (size_t) sizeof(oldest), oldest);
+        return;
+    }
+
+    if (!rp->snapshot) {
+        (void) ngx_http_kafka_stream_replay_seek(rp, rp->since, deadline,
+                                                 &rp->offset);
+        return;
+    }
+
+    /* the frame current at "at": the last one of the key not after it */
+
+    if (ngx_http_kafka_stream_replay_seek(rp, rp->at + 1, deadline, &offset)
+        != NGX_OK)
+    {
+        return;
+    }
+
+    end = offset - 1;
+
+    for (span = NGX_HTTP_KAFKA_STREAM_KEY_WINDOW; end >= low; span *= 8) {
+        from = ngx_max(low, end - span + 1);
+
+        rp->found = ngx_http_kafka_stream_replay_fetch(rp, from, end,
+                                                       deadline);
+
+        if (rp->found || rp->status) {
+            return;
+        }
+
+        end = from - 1;
+    }
+
+    ngx_http_kafka_stream_replay_fail(rp, NGX_HTTP_NOT_FOUND,
+                                      "at: no frame%s at or before that time",
+                                      rp->key.len ? " of that key" : "");
+}
+
+
+/*
+ * The first offset whose message has a timestamp of "ts" or later, or
+ * the end of the log.  Kafka looks it up by its time index; librdkafka's
+ * mock cluster (the embedded broker) answers -1 to every time, and then
+ * the log is bisected, which assumes timestamps in order.
+ */
+
+static ngx_int_t
+ngx_http_kafka_stream_replay_seek(ngx_http_kafka_stream_replay_t *rp,
+    int64_t ts, int64_t deadline, int64_t *offset)
+{
+    int64_t                            lo, hi, mid, left;
+    rd_kafka_message_t                *msg;
+    rd_kafka_resp_err_t                err;
+    rd_kafka_topic_partition_t        *part;
+    rd_kafka_topic_partition_list_t   *parts;
+
+    parts = rd_kafka_topic_partition_list_new(1);
+    part = rd_kafka_topic_partition_list_add(parts,
+                                             (char *) rp->topic->name.data,
+                                             rp->partition);
+    part->offset = ts;
+
+    left = deadline - ngx_http_kafka_stream_replay_clock();
+
+    err = rd_kafka_offsets_for_times(rp->rk, parts,
+                                     (int) ngx_max(left, 1));
+
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR && part->err == 0
+        && part->offset >= 0)
+    {
+        *offset = ngx_max(rp->low, ngx_min(part->offset, rp->high));
+        rd_kafka_topic_partition_list_destroy(parts);
+        return NGX_OK;
+    }
+
+    rd_kafka_topic_partition_list_destroy(parts);
+
+    if (err == RD_KAFKA_RESP_ERR__TIMED_OUT) {
+        ngx_http_kafka_stream_replay_fail(rp, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                          "Kafka did not answer: %s",
+                                          rd_kafka_err2str(err));
+        return NGX_ERROR;
+    }
+
+    /* nothing that late, or a broker that cannot tell: the newest message */
+
+    msg = ngx_http_kafka_stream_replay_fetch(rp, rp->high - 1, -1, deadline);
+    if (msg == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (rd_kafka_message_timestamp(msg, NULL) < ts) {
+        rd_kafka_message_destroy(msg);
+        *offset = rp->high;
+        return NGX_OK;
+    }
+
+    rd_kafka_message_destroy(msg);
+
+    /* the first message at or after "hi" is always late enough */
+
+    lo = rp->low;
+    hi = rp->high - 1;
+
+    while (lo < hi) {
+        mid = lo + (hi - lo) / 2;
+
+        msg = ngx_http_kafka_stream_replay_fetch(rp, mid, -1, deadline);
+        if (msg == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (rd_kafka_message_timestamp(msg, NULL) >= ts) {
+            hi = mid;
+
+        } else {
+            lo = msg->offset + 1;
+        }
+
+        rd_kafka_message_destroy(msg);
+    }
+
+    *offset = lo;
+
+    return NGX_OK;
+}
+
+
+/*
+ * In a thread: the first message at or after "from", or, if "to" is not
+ * -1, the last message from "from" to "to" that the snapshot could show:
+ * of the key, a complete image, not after "at".
+ */
+
+static rd_kafka_message_t *
+ngx_http_kafka_stream_replay_fetch(ngx_http_kafka_stream_replay_t *rp,
+    int64_t from, int64_t to, int64_t deadline)
+{
+    int64_t              left, offset;
+    rd_kafka_message_t  *msg, *found;
+
+    if (rd_kafka_consume_start(rp->rkt, rp->partition, from) == -1) {
+        ngx_http_kafka_stream_replay_fail(rp, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                     "cannot read partition %D: %s",
+                                     rp->partition,
+                                     rd_kafka_err2str(rd_kafka_last_error()));
+        return NULL;
+    }
+
+    found = NULL;
+
+    for ( ;; ) {
+        left = deadline - ngx_http_kafka_stream_replay_clock();
+
+        if (left <= 0) {
+            ngx_http_kafka_stream_replay_fail(rp,
+                                         NGX_HTTP_SERVICE_UNAVAILABLE,
+                                         "Kafka did not answer in time");
+            break;
+        }
+
+        msg = rd_kafka_consume(rp->rkt, rp->partition, (int) left);
+
+        if (msg == NULL) {
+            continue;
+        }
+
+        /* an offset reset, the end of the log: the next message will do */
+
+        if (msg->err) {
+            rd_kafka_message_destroy(msg);
+            continue;
+        }
+
+        if (to == -1) {
+            found = msg;
+            break;
+        }
+
+        offset = msg->offset;
+
+        if (offset > to) {
+            rd_kafka_message_destroy(msg);
+            break;
+        }
+
+        if ((rp->key.len == 0
+             || (msg->key_len == rp->key.len
+                 && ngx_memcmp(msg->key, rp->key.data, rp->key.len) == 0))
+            && msg->len <= rp->conf->max_frame_size
+            && ngx_http_kafka_stream_sniff(msg->payload, msg->len)
+               != NGX_HTTP_KAFKA_STREAM_NOT_IMAGE
+            && rd_kafka_message_timestamp(msg, NULL) <= rp->at)
+        {
+            if (found) {
+                rd_kafka_message_destroy(found);
+            }
+
+            found = msg;
+
+        } else {
+            rd_kafka_message_destroy(msg);
+        }
+
+        if (offset == to) {
+            break;
+        }
+    }
+
+    (void) rd_kafka_consume_stop(rp->rkt, rp->partition);
+
+    if (rp->status && found) {
+        rd_kafka_message_destroy(found);
+        found = NULL;
+    }
+
+    return found;
+}
+
+
+/* in a thread: the answer to the request, with its one line of reason */
+
+static void
+ngx_http_kafka_stream_replay_fail(ngx_http_kafka_stream_replay_t *rp,
+    ngx_uint_t status, const char *fmt, ...)
+{
+    va_list  args;
+
+    if (rp->status) {
+        return;
+    }
+
+    rp->reason.data = ngx_pnalloc(rp->pool,
+                                  NGX_HTTP_KAFKA_STREAM_REPLAY_REASON);
+    if (rp->reason.data == NULL) {
+        rp->status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return;
+    }
+
+    va_start(args, fmt);
+    rp->reason.len = ngx_vslprintf(rp->reason.data,
+                                   rp->reason.data
+                                   + NGX_HTTP_KAFKA_STREAM_REPLAY_REASON,
+                                   fmt, args)
+                     - rp->reason.data;
+    va_end(args);
+
+    rp->status = status;
+}
+
+
+/* a thread has no ngx_current_msec */
+
+static int64_t
+ngx_http_kafka_stream_replay_clock(void)
+{
+    struct timespec  ts;
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+
+/* back in the event loop: answer, or start the replay */
+
+static void
+ngx_http_kafka_stream_replay_looked_up(ngx_event_t *ev)
+{
+    ngx_int_t                        rc;
+    ngx_connection_t                *c;
+    ngx_http_request_t              *r;
+    ngx_http_kafka_stream_frame_t   *f;
+    ngx_http_kafka_stream_replay_t  *rp;
+
+    rp = ev->data;
+    rp->busy = 0;
+
+    if (rp->viewer == NULL) {
+        /* the request went away meanwhile */
+        ngx_http_kafka_stream_replay_stop(rp);
+        return;
+    }
+
+    r = rp->viewer->request;
+    c = r->connection;
+
+    ngx_http_set_log_request(c->log, r);
+
+    if (rp->status) {
+        ngx_http_finalize_request(r,
+                 ngx_http_kafka_stream_refuse(r, rp->status, &rp->reason));
+        ngx_http_run_posted_requests(c);
+        return;
+    }
+
+    if (rp->snapshot) {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        f = NULL;
+
+        /* the lookup took only a complete image */
+
+        if (rp->found) {
+            f = ngx_http_kafka_stream_frame(rp->found,
+                                            ngx_http_kafka_stream_sniff(
+                                                rp->found->payload,
+                                                rp->found->len));
+        }
+
+        if (f) {
+            f->refs++;
+            rc = ngx_http_kafka_stream_snapshot(r, f);
+            ngx_http_kafka_stream_frame_release(f);
+        }
+
+        ngx_http_finalize_request(r, rc);
+        ngx_http_run_posted_requests(c);
+        return;
+    }
+
+    ngx_http_kafka_stream_replay_begin(rp);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_kafka_stream_replay_begin(ngx_http_kafka_stream_replay_t *rp)
+{
+    ngx_int_t                        rc;
+    ngx_http_request_t              *r;
+    ngx_http_kafka_stream_viewer_t  *v;
+
+    v = rp->viewer;
+    r = v->request;
+
+    rc = ngx_http_kafka_stream_open(v);
+
+    if (rc != NGX_OK || r->header_only) {
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "kafka stream: replay of \"%V\" [%D] from offset %L, "
+                  "speed %L.%03L", &rp->topic->name, rp->partition,
+                  rp->offset, rp->speed / 1000, rp->speed % 1000);
+
+    rp->position = rp->offset - 1;
+
+    /* even at the end of the log: its end-of-partition makes it live */
+
+    if (rd_kafka_consume_start_queue(rp->rkt, rp->partition, rp->offset,
+                                     rp->messages)
+        == -1)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "kafka stream: cannot replay \"%V\" [%D]: %s",
+                      &rp->topic->name, rp->partition,
+                      rd_kafka_err2str(rd_kafka_last_error()));
+        ngx_http_finalize_request(r, NGX_ERROR);
+        return;
+    }
+
+    rp->started = 1;
+
+    ngx_http_kafka_stream_replay_read(rp);
+}
+
+
+static void
+ngx_http_kafka_stream_replay_wakeup(ngx_event_t *ev)
+{
+    ngx_connection_t                *c;
+    rd_kafka_event_t                *rev;
+    ngx_http_kafka_stream_replay_t  *rp;
+
+    c = ev->data;
+    rp = c->data;
+
+    ngx_http_kafka_stream_pipe_read(c);
+
+    while ((rev = rd_kafka_queue_poll(rp->events, 0)) != NULL) {
+
+        if (rd_kafka_event_type(rev) == RD_KAFKA_EVENT_LOG) {
+            ngx_http_kafka_stream_log(rev);
+
+        } else if (rd_kafka_event_type(rev) == RD_KAFKA_EVENT_ERROR
+                   && ngx_http_kafka_stream_log_allowed())
+        {
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                          "kafka stream: replay of \"%V\" [%D]: %s",
+                          &rp->topic->name, rp->partition,
+                          rd_kafka_event_error_string(rev));
+        }
+
+        rd_kafka_event_destroy(rev);
+    }
+
+    if (rp->started && rp->viewer && !rp->busy) {
+        ngx_http_kafka_stream_replay_read(rp);
+    }
+}
+
+
+/*
+ * Takes messages until one is to be shown later, or none is left; shows
+ * those that are due.  At most one frame waits in the replay, and the
+ * consumer fetches no further than its small queue: the log is read at
+ * the pace of the replay, not ahead of it.
+ */
+
+static void
+ngx_http_kafka_stream_replay_read(ngx_http_kafka_stream_replay_t *rp)
+{
+    ngx_int_t            rc;
+    rd_kafka_message_t  *msg;
+
+    for ( ;; ) {
+
+        if (rp->viewer == NULL || rp->viewer->failed || rp->next) {
+            return;
+        }
+
+        msg = rd_kafka_consume_queue(rp->messages, 0);
+
+        if (msg == NULL) {
+            return;
+        }
+
+        rc = ngx_http_kafka_stream_replay_message(rp, msg);
+
+        rd_kafka_message_destroy(msg);
+
+        if (rc == NGX_DONE) {
+            return;
+        }
+
+        if (rp->next) {
+            if (!ngx_http_kafka_stream_replay_due(rp)) {
+                return;
+            }
+
+            ngx_http_kafka_stream_replay_show(rp);
+        }
+    }
+}
+
+
+/*
+ * NGX_OK, with rp->next set if the message is a frame to show; NGX_DONE
+ * when the replay ended or went live.
+ */
+
+static ngx_int_t
+ngx_http_kafka_stream_replay_message(ngx_http_kafka_stream_replay_t *rp,
+    rd_kafka_message_t *msg)
+{
+    int                             type;
+    ngx_http_kafka_stream_frame_t  *f;
+
+    if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        return ngx_http_kafka_stream_replay_end(rp, msg->offset);
+    }
+
+    if (msg->err) {
+        if (ngx_http_kafka_stream_log_allowed()) {
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                          "kafka stream: replay of \"%V\" [%D]: %s",
+                          &rp->topic->name, rp->partition,
+                          rd_kafka_message_errstr(msg));
+        }
+
+        return NGX_OK;
+    }
+
+    rp->position = msg->offset;
+
+    if (rp->until != -1 && rd_kafka_message_timestamp(msg, NULL) > rp->until)
+    {
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "kafka stream: replay of \"%V\" [%D] reached its end "
+                      "(until) at offset %L", &rp->topic->name, rp->partition,
+                      msg->offset);
+
+        ngx_http_kafka_stream_replay_finish(rp);
+        return NGX_DONE;
+    }
+
+    if (rp->key.len
+        && (msg->key_len != rp->key.len
+            || ngx_memcmp(msg->key, rp->key.data, rp->key.len) != 0))
+    {
+        return NGX_OK;
+    }
+
+    /* the same checks as for the live frames: the bytes are Kafka's */
+
+    type = (msg->len > rp->conf->max_frame_size)
+           ? NGX_HTTP_KAFKA_STREAM_NOT_IMAGE
+           : ngx_http_kafka_stream_sniff(msg->payload, msg->len);
+
+    if (type == NGX_HTTP_KAFKA_STREAM_NOT_IMAGE) {
+        ngx_http_kafka_stream_skipped(msg, rp->conf->max_frame_size);
+        return NGX_OK;
+    }
+
+    f = ngx_http_kafka_stream_frame(msg, type);
+    if (f == NULL) {
+        return NGX_OK;
+    }
+
+    f->refs++;
+    rp->next = f;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Whether the frame read is due.  The clock runs from the first frame:
+ * a frame is due when as much time has passed, divided by the speed, as
+ * lies between its timestamp and the first one's.  A replay held up for
+ * longer (a slow viewer, a slow broker) starts its clock afresh rather
+ * than rushing through what it missed.
+ */
+
+static ngx_uint_t
+ngx_http_kafka_stream_replay_due(ngx_http_kafka_stream_replay_t *rp)
+{
+    int64_t  wait;
+
+    if (rp->anchor_ts == -1) {
+        rp->anchor = ngx_current_msec;
+        rp->anchor_ts = rp->next->timestamp;
+        return 1;
+    }
+
+    wait = (rp->next->timestamp - rp->anchor_ts) * 1000 / rp->speed
+           - (ngx_msec_int_t) (ngx_current_msec - rp->anchor);
+
+    if (wait > 0) {
+        /* a day at most: after a longer gap the timer comes round again */
+        ngx_add_timer(&rp->pace, (ngx_msec_t) ngx_min(wait, 86400000));
+        return 0;
+    }
+
+    if (wait < -NGX_HTTP_KAFKA_STREAM_REPLAY_LATE) {
+        rp->anchor = ngx_current_msec;
+        rp->anchor_ts = rp->next->timestamp;
+    }
+
+    return 1;
+}
+
+
+static void
+ngx_http_kafka_stream_replay_pace_handler(ngx_event_t *ev)
+{
+    ngx_http_kafka_stream_replay_t  *rp;
+
+    rp = ev->data;
+
+    if (rp->viewer == NULL) {
+        return;
+    }
+
+    if (rp->next == NULL) {
+        /* at the end of the log, waiting for the worker's consumer */
+        (void) ngx_http_kafka_stream_replay_end(rp, rp->end);
+        return;
+    }
+
+    if (!ngx_http_kafka_stream_replay_due(rp)) {
+        return;
+    }
+
+    ngx_http_kafka_stream_replay_show(rp);
+    ngx_http_kafka_stream_replay_read(rp);
+}
+
+
+static void
+ngx_http_kafka_stream_replay_show(ngx_http_kafka_stream_replay_t *rp)
+{
+    ngx_http_kafka_stream_frame_t  *f;
+
+    f = rp->next;
+    rp->next = NULL;
+
+    ngx_http_kafka_stream_frame_drop(&rp->shown);
+    rp->shown = f;
+
+    ngx_http_kafka_stream_offer(rp->viewer, f);
+}
+
+
+/*
+ * The consumer reached the end of the log, "end" being the next offset.
+ * The live frames are the next ones once the worker's consumer reads the
+ * partition and has taken nothing there that the replay has not.  If it
+ * has, the replay reads on and comes here again; if it has not started
+ * on the partition yet (it would start at the latest message, maybe past
+ * "end"), the replay looks again a moment later, and meanwhile shows
+ * what comes itself.  NGX_DONE when the replay ended or went live.
+ */
+
+static ngx_int_t
+ngx_http_kafka_stream_replay_end(ngx_http_kafka_stream_replay_t *rp,
+    int64_t end)
+{
+    int64_t  last;
+
+    last = rp->topic->last[rp->partition];
+
+    if (end <= rp->position || last >= end) {
+        return NGX_OK;
+    }
+
+    if (last == -1) {
+        rp->end = end;
+        ngx_add_timer(&rp->pace, NGX_HTTP_KAFKA_STREAM_TICK);
+        return NGX_OK;
+    }
+
+    rp->position = end - 1;
+
+    ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                  "kafka stream: replay of \"%V\" [%D] reached the live end "
+                  "at offset %L", &rp->topic->name, rp->partition, end);
+
+    if (rp->until != -1) {
+        ngx_http_kafka_stream_replay_finish(rp);
+
+    } else {
+        ngx_http_kafka_stream_replay_live(rp);
+    }
+
+    return NGX_DONE;
+}
+
+
+/* the viewer of a replay that reached the live end becomes a live one */
+
+static void
+ngx_http_kafka_stream_replay_live(ngx_http_kafka_stream_replay_t *rp)
+{
+    ngx_uint_t                       shown;
+    ngx_http_kafka_stream_group_t   *g;
+    ngx_http_kafka_stream_viewer_t  *v;
+
+    v = rp->viewer;
+
+    g = ngx_http_kafka_stream_group(v->conf->source, rp->key.data,
+                                    rp->key.len, 1);
+    if (g == NULL) {
+        v->failed = 1;
+
+        if (!v->send.posted) {
+            ngx_post_event(&v->send, &ngx_posted_events);
+        }
+
+        return;
+    }
+
+    ngx_http_kafka_stream_join(v, g);
+
+    v->floor = 1;
+    v->floor_partition = rp->partition;
+    v->floor_offset = rp->position;
+
+    shown = (rp->shown != NULL);
+
+    v->replay = NULL;
+    ngx_http_kafka_stream_replay_release(rp);
+
+    /* nothing to replay after all: the frame current now, as live */
+
+    if (!shown && g->latest) {
+        ngx_http_kafka_stream_offer(v, g->latest);
+    }
+}
+
+
+/* ?until= reached: the closing boundary once the last frame is out */
+
+static void
+ngx_http_kafka_stream_replay_finish(ngx_http_kafka_stream_replay_t *rp)
+{
+    ngx_http_kafka_stream_viewer_t  *v;
+
+    v = rp->viewer;
+
+    v->finish = 1;
+    v->replay = NULL;
+    ngx_http_kafka_stream_replay_release(rp);
+
+    if (v->resend.timer_set) {
+        ngx_del_timer(&v->resend);
+    }
+
+    if (!v->send.posted) {
+        ngx_post_event(&v->send, &ngx_posted_events);
+    }
+}
+
+
+/* the viewer is done with the replay */
+
+static void
+ngx_http_kafka_stream_replay_release(ngx_http_kafka_stream_replay_t *rp)
+{
+    rp->viewer = NULL;
+
+    /* a task in a thread still uses it: its handler comes back here */
+
+    if (rp->busy) {
+        return;
+    }
+
+    ngx_http_kafka_stream_replay_stop(rp);
+}
+
+
+/*
+ * What the event loop holds goes at once; the consumer is destroyed in a
+ * thread, where its threads are joined.  While the worker exits, the
+ * thread pool is gone already: exit_process destroys what is left.
+ */
+
+static void
+ngx_http_kafka_stream_replay_stop(ngx_http_kafka_stream_replay_t *rp)
+{
+    ngx_http_kafka_stream_worker_t  *w;
+
+    w = ngx_http_kafka_stream_worker;
+
+    ngx_http_kafka_stream_replay_close(rp);
+
+    if (rp->rk == NULL) {
+        ngx_http_kafka_stream_replay_free(rp);
+        return;
+    }
+
+    if (w->exiting) {
+        return;
+    }
+
+    rp->task->handler = ngx_http_kafka_stream_replay_destroy;
+    rp->task->event.handler = ngx_http_kafka_stream_replay_destroyed;
+
+    if (ngx_thread_task_post(w->conf->thread_pool, rp->task) == NGX_OK) {
+        rp->busy = 1;
+        return;
+    }
+
+    /* it cannot wait in a full queue: the worker blocks once, and says so */
+
+    ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                  "kafka stream: a replay consumer is destroyed in the "
+                  "event loop");
+
+    ngx_http_kafka_stream_replay_destroy(rp, ngx_cycle->log);
+    ngx_http_kafka_stream_replay_free(rp);
+}
+
+
+/* the replay's timer, frames, messages and pipe */
+
+static void
+ngx_http_kafka_stream_replay_close(ngx_http_kafka_stream_replay_t *rp)
+{
+    if (rp->pace.timer_set) {
+        ngx_del_timer(&rp->pace);
+    }
+
+    ngx_http_kafka_stream_frame_drop(&rp->next);
+    ngx_http_kafka_stream_frame_drop(&rp->shown);
+
+    if (rp->found) {
+        rd_kafka_message_destroy(rp->found);
+        rp->found = NULL;
+    }
+
+    if (rp->wakeup) {
+        rd_kafka_queue_io_event_enable(rp->events, -1, NULL, 0);
+        rd_kafka_queue_io_event_enable(rp->messages, -1, NULL, 0);
+    }
+
+    ngx_http_kafka_stream_pipe_close(&rp->wakeup, rp->pipe);
+}
+
+
+/* in a thread (or in exit_process): rd_kafka_destroy() joins threads */
+
+static void
+ngx_http_kafka_stream_replay_destroy(void *data, ngx_log_t *log)
+{
+    ngx_http_kafka_stream_replay_t *rp = data;
+
+    if (rp->started) {
+        (void) rd_kafka_consume_stop(rp->rkt, rp->partition);
+        rp->started = 0;
+    }
+
+    if (rp->messages) {
+        rd_kafka_queue_destroy(rp->messages);
+        rp->messages = NULL;
+    }
+
+    if (rp->events) {
+        rd_kafka_queue_destroy(rp->events);
+        rp->events = NULL;
+    }
+
+    if (rp->rkt) {
+        rd_kafka_topic_destroy(rp->rkt);
+        rp->rkt = NULL;
+    }
+
+    rd_kafka_destroy_flags(rp->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    rp->rk = NULL;
+}
+
+
+static void
+ngx_http_kafka_stream_replay_destroyed(ngx_event_t *ev)
+{
+    ngx_http_kafka_stream_replay_free(ev->data);
+}
+
+
+static void
+ngx_http_kafka_stream_replay_free(ngx_http_kafka_stream_replay_t *rp)
+{
+    ngx_http_kafka_stream_worker_t  *w;
+
+    w = ngx_http_kafka_stream_worker;
+
+    ngx_queue_remove(&rp->queue);
+    w->nreplays--;
+    w->slot->replays = w->nreplays;
+
+    ngx_destroy_pool(rp->pool);
+}
+
+#endif /* NGX_THREADS */
+
+
 /* worker process */
 
 static ngx_int_t
 ngx_http_kafka_stream_init_process(ngx_cycle_t *cycle)
 {
-    ngx_uint_t                          i;
+    ngx_uint_t                          i, p;
     ngx_slab_pool_t                    *shpool;
+    ngx_http_kafka_stream_topic_t     **topics;
     ngx_http_kafka_stream_slot_t       *slot;
     ngx_http_kafka_stream_source_t    **sources, *src;
     ngx_http_kafka_stream_worker_t     *w;
@@ -2247,6 +4214,15 @@ ngx_http_kafka_stream_init_process(ngx_cycle_t *cycle)
     w->pipe[0] = -1;
     w->pipe[1] = -1;
     ngx_queue_init(&w->viewers);
+    ngx_queue_init(&w->replays);
+
+    topics = kmcf->topics.elts;
+
+    for (i = 0; i < kmcf->topics.nelts; i++) {
+        for (p = 0; p < NGX_HTTP_KAFKA_STREAM_MAX_PARTS; p++) {
+            topics[i]->last[p] = -1;
+        }
+    }
 
     sources = kmcf->sources.elts;
 
@@ -2302,13 +4278,12 @@ ngx_http_kafka_stream_consumer(ngx_cycle_t *cycle,
     ngx_uint_t                         i, p;
     rd_kafka_conf_t                   *conf;
     rd_kafka_queue_t                  *main_queue;
-    ngx_connection_t                  *c;
     ngx_http_kafka_stream_topic_t    **topics, *t;
     ngx_http_kafka_stream_main_conf_t *kmcf;
 
     kmcf = w->conf;
 
-    conf = ngx_http_kafka_stream_rdconf(cycle->log, kmcf);
+    conf = ngx_http_kafka_stream_rdconf(cycle->log, kmcf, NULL);
     if (conf == NULL) {
         return NGX_ERROR;
     }
@@ -2342,32 +4317,10 @@ ngx_http_kafka_stream_consumer(ngx_cycle_t *cycle,
                       "kafka stream: librdkafka logs stay on stderr");
     }
 
-    if (pipe(w->pipe) == -1) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno, "pipe() failed");
-        goto failed;
-    }
-
-    if (ngx_nonblocking(w->pipe[0]) == -1
-        || ngx_nonblocking(w->pipe[1]) == -1)
-    {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_socket_errno,
-                      ngx_nonblocking_n " failed");
-        goto failed;
-    }
-
-    c = ngx_get_connection(w->pipe[0], cycle->log);
-    if (c == NULL) {
-        goto failed;
-    }
-
-    w->wakeup = c;
-
-    c->read->handler = ngx_http_kafka_stream_wakeup_handler;
-    c->read->log = cycle->log;
-    c->write->log = cycle->log;
-    c->data = w;
-
-    if (ngx_add_event(c->read, NGX_READ_EVENT, 0) != NGX_OK) {
+    w->wakeup = ngx_http_kafka_stream_pipe(w->pipe,
+                                           ngx_http_kafka_stream_wakeup_handler,
+                                           w, NGX_LOG_EMERG);
+    if (w->wakeup == NULL) {
         goto failed;
     }
 
@@ -2412,9 +4365,11 @@ failed:
 }
 
 
+/* the module's defaults, then "more" ones, then kafka_stream_option */
+
 static rd_kafka_conf_t *
 ngx_http_kafka_stream_rdconf(ngx_log_t *log,
-    ngx_http_kafka_stream_main_conf_t *kmcf)
+    ngx_http_kafka_stream_main_conf_t *kmcf, ngx_keyval_t *more)
 {
     char              errstr[512];
     u_char            size[NGX_SIZE_T_LEN + 1];
@@ -2443,6 +4398,15 @@ ngx_http_kafka_stream_rdconf(ngx_log_t *log,
     }
 
     for (kv = ngx_http_kafka_stream_defaults; kv->key.len; kv++) {
+        if (rd_kafka_conf_set(conf, (char *) kv->key.data,
+                              (char *) kv->value.data, errstr, sizeof(errstr))
+            != RD_KAFKA_CONF_OK)
+        {
+            goto failed;
+        }
+    }
+
+    for (kv = more; kv && kv->key.len; kv++) {
         if (rd_kafka_conf_set(conf, (char *) kv->key.data,
                               (char *) kv->value.data, errstr, sizeof(errstr))
             != RD_KAFKA_CONF_OK)
@@ -2484,12 +4448,19 @@ ngx_http_kafka_stream_exit_process(ngx_cycle_t *cycle)
     ngx_http_kafka_stream_topic_t  **topics;
     ngx_http_kafka_stream_worker_t  *w;
     ngx_http_kafka_stream_viewer_t  *v;
+#if (NGX_THREADS)
+    ngx_http_kafka_stream_replay_t  *rp;
+#endif
 
     w = ngx_http_kafka_stream_worker;
 
     if (w == NULL) {
         return;
     }
+
+    /* the thread pool has stopped (its exit_process ran first) */
+
+    w->exiting = 1;
 
     /* on a fast shutdown the viewers are still here */
 
@@ -2503,6 +4474,29 @@ ngx_http_kafka_stream_exit_process(ngx_cycle_t *cycle)
         ngx_http_finalize_request(v->request, NGX_ERROR);
     }
 
+#if (NGX_THREADS)
+
+    /*
+     * Replays whose consumers the thread pool did not destroy, or whose
+     * tasks finished after the event loop's last turn.  Every task has
+     * ended: the pool's threads are joined.
+     */
+
+    while (!ngx_queue_empty(&w->replays)) {
+        q = ngx_queue_head(&w->replays);
+        rp = ngx_queue_data(q, ngx_http_kafka_stream_replay_t, queue);
+
+        ngx_http_kafka_stream_replay_close(rp);
+
+        if (rp->rk) {
+            ngx_http_kafka_stream_replay_destroy(rp, cycle->log);
+        }
+
+        ngx_http_kafka_stream_replay_free(rp);
+    }
+
+#endif
+
     if (w->tick.timer_set) {
         ngx_del_timer(&w->tick);
     }
@@ -2511,19 +4505,7 @@ ngx_http_kafka_stream_exit_process(ngx_cycle_t *cycle)
         rd_kafka_queue_io_event_enable(w->queue, -1, NULL, 0);
     }
 
-    if (w->wakeup) {
-        ngx_close_connection(w->wakeup);
-        w->wakeup = NULL;
-        w->pipe[0] = -1;
-    }
-
-    if (w->pipe[0] != -1) {
-        (void) close(w->pipe[0]);
-    }
-
-    if (w->pipe[1] != -1) {
-        (void) close(w->pipe[1]);
-    }
+    ngx_http_kafka_stream_pipe_close(&w->wakeup, w->pipe);
 
     ngx_http_kafka_stream_free_frames(w->conf);
 
@@ -2608,7 +4590,10 @@ ngx_http_kafka_stream_create_main_conf(ngx_conf_t *cf)
      *     kmcf->max_frame_size = 0;
  *     kmcf->status = 0;
      *     kmcf->shm_zone = NULL;
+     *     kmcf->thread_pool = NULL;
      */
+
+    kmcf->replay_max = NGX_CONF_UNSET_UINT;
 
     if (ngx_array_init(&kmcf->topics, cf->pool, 4,
                        sizeof(ngx_http_kafka_stream_topic_t *))
@@ -2629,6 +4614,10 @@ ngx_http_kafka_stream_create_main_conf(ngx_conf_t *cf)
 static char *
 ngx_http_kafka_stream_init_main_conf(ngx_conf_t *cf, void *conf)
 {
+    ngx_http_kafka_stream_main_conf_t *kmcf = conf;
+
+    ngx_conf_init_uint_value(kmcf->replay_max, 8);
+
     return NGX_CONF_OK;
 }
 
@@ -2662,6 +4651,8 @@ ngx_http_kafka_stream_create_loc_conf(ngx_conf_t *cf)
     kslcf->max_frame_size = NGX_CONF_UNSET_SIZE;
     kslcf->notsent_lowat = NGX_CONF_UNSET_SIZE;
     kslcf->idle_resend = NGX_CONF_UNSET_MSEC;
+    kslcf->replay = NGX_CONF_UNSET;
+    kslcf->replay_max_speed = NGX_CONF_UNSET_UINT;
 
     return kslcf;
 }
@@ -2674,7 +4665,10 @@ ngx_http_kafka_stream_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_http_kafka_stream_loc_conf_t *prev = parent;
     ngx_http_kafka_stream_loc_conf_t *conf = child;
 
-    u_char  *p;
+    u_char                             *p;
+#if (NGX_THREADS)
+    ngx_http_kafka_stream_main_conf_t  *kmcf;
+#endif
 
     ngx_conf_merge_ptr_value(conf->key, prev->key, NULL);
     ngx_conf_merge_value(conf->partition, prev->partition,
@@ -2687,6 +4681,9 @@ ngx_http_kafka_stream_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_conf_merge_msec_value(conf->idle_resend, prev->idle_resend, 1000);
     ngx_conf_merge_str_value(conf->boundary, prev->boundary,
                              "kafka-stream-frame");
+    ngx_conf_merge_value(conf->replay, prev->replay, 0);
+    ngx_conf_merge_uint_value(conf->replay_max_speed, prev->replay_max_speed,
+                              8);
 
     if (conf->type != NGX_HTTP_KAFKA_STREAM_LIVE
         && conf->type != NGX_HTTP_KAFKA_STREAM_SNAPSHOT)
@@ -2698,6 +4695,34 @@ ngx_http_kafka_stream_merge_loc_conf(ngx_conf_t *cf, void *parent,
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"kafka_stream_max_frame_size\" must not be zero");
         return NGX_CONF_ERROR;
+    }
+
+    if (conf->replay_max_speed == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"kafka_stream_replay_max_speed\" must not be "
+                           "zero");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->replay) {
+#if (NGX_THREADS)
+        kmcf = ngx_http_conf_get_module_main_conf(cf,
+                                                  ngx_http_kafka_stream_module);
+
+        /* lookups and the end of replay consumers block: they go there */
+
+        if (kmcf->thread_pool == NULL) {
+            kmcf->thread_pool = ngx_thread_pool_add(cf, NULL);
+            if (kmcf->thread_pool == NULL) {
+                return NGX_CONF_ERROR;
+            }
+        }
+#else
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"kafka_stream_replay\" needs nginx built with "
+                           "threads (--with-threads)");
+        return NGX_CONF_ERROR;
+#endif
     }
 
     /* "--b" CRLF, then CRLF "--b" CRLF after every frame, CRLF "--b--" CRLF */
@@ -2840,7 +4865,7 @@ ngx_http_kafka_stream_postconfiguration(ngx_conf_t *cf)
 
         /* the whole set of properties, as the workers will use them */
 
-        conf = ngx_http_kafka_stream_rdconf(cf->log, kmcf);
+        conf = ngx_http_kafka_stream_rdconf(cf->log, kmcf, NULL);
         if (conf == NULL) {
             return NGX_ERROR;
         }
