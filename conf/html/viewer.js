@@ -23,6 +23,13 @@
  * The figures and the camera list come from the status endpoint; when
  * it is not allowed (conf/nginx.conf lets only localhost read it) the
  * page still shows the stream and says why the figures are missing.
+ *
+ * Back / Go replay from Kafka's history (kafka_stream_replay): the stream
+ * is asked for with ?since=-SECONDS, seconds before the server's "now",
+ * so that the browser's clock does not matter.  At the original speed a
+ * replay stays that far behind, so a reconnect asks for the same; Live
+ * returns to the live stream.  A replay the server refuses (a time before
+ * what Kafka keeps, say) is reported and the page stays live.
  */
 
 (function () {
@@ -45,15 +52,21 @@
         status: body.dataset.status
     };
     var topic = body.dataset.topic || '';
+    var replayOn = body.dataset.replay !== 'off';
 
     var img = document.getElementById('stream');
     var stateEl = document.getElementById('state');
     var cameraBox = document.getElementById('camera-box');
     var cameraSel = document.getElementById('camera');
     var note = document.getElementById('note');
+    var timeForm = document.getElementById('time');
+    var backMinutes = document.getElementById('back-minutes');
+    var sincePicker = document.getElementById('since');
+    var liveButton = document.getElementById('live');
 
     var camera = cameraFromHash();  /* '' is every frame: urls.stream */
     var chosen = camera !== '';     /* by the user, not by this script */
+    var behind = null;              /* replaying: seconds behind live */
     var keys = [];
     var lastCount = null;           /* frames_in at the previous poll */
 
@@ -70,8 +83,26 @@
     }
 
     function streamUrl() {
-        return camera ? urls.camera + '?id=' + encodeURIComponent(camera)
-                      : urls.stream;
+        var url = camera ? urls.camera + '?id=' + encodeURIComponent(camera)
+                         : urls.stream;
+
+        if (behind !== null) {
+            url += (url.indexOf('?') < 0 ? '?' : '&')
+                   + 'since=-' + behind.toFixed(3);
+        }
+
+        return url;
+    }
+
+    function describe(seconds) {
+        var m = Math.floor(seconds / 60), s = Math.round(seconds % 60);
+
+        if (s === 60) {
+            m++;
+            s = 0;
+        }
+
+        return m ? m + ' min' + (s ? ' ' + s + ' s' : '') : s + ' s';
     }
 
     function setState(text, cls) {
@@ -128,6 +159,13 @@
         retries = 0;
 
         if (conn.loads === 1) {
+            if (behind !== null) {
+                /* stays on screen: this is not what happens now */
+                setState('replay, ' + describe(behind) + ' behind',
+                         'replay');
+                return;
+            }
+
             setState('live', 'live');
             /* fade the label out after a moment */
             setTimeout(function () {
@@ -139,10 +177,66 @@
     });
 
     img.addEventListener('error', function () {
-        if (conn !== null && img.getAttribute('src')) {
-            retryLater('no stream');
+        if (conn === null || !img.getAttribute('src')) {
+            return;
         }
+
+        if (behind !== null) {
+            replayFailed(img.getAttribute('src'));
+            return;
+        }
+
+        retryLater('no stream');
     });
+
+    /* an <img> does not tell why: the server says it in one line */
+    function replayFailed(url) {
+        var abort = new AbortController();
+
+        fetch(url, { cache: 'no-store', signal: abort.signal })
+            .then(function (r) {
+                if (r.ok) {
+                    abort.abort();  /* it plays now: the next try will do */
+                    retryLater('no stream');
+                    return;
+                }
+
+                return r.text().then(function (why) {
+                    note.textContent = 'replay: ' + why.trim();
+                    note.hidden = false;
+
+                    if (r.status >= 500) {
+                        retryLater('no replay');
+                    } else {
+                        goLive();
+                    }
+                });
+            })
+            .catch(function () {
+                retryLater('no stream');
+            });
+    }
+
+    function goBack(seconds) {
+        if (!(seconds > 0)) {
+            note.textContent = 'replay: that time is not in the past';
+            note.hidden = false;
+            return;
+        }
+
+        behind = seconds;
+        liveButton.disabled = false;
+        note.hidden = true;
+        retries = 0;
+        connect(null);
+    }
+
+    function goLive() {
+        behind = null;
+        liveButton.disabled = true;
+        retries = 0;
+        connect(null);
+    }
 
     /* a tiny copy of the picture, to tell whether it still changes */
 
@@ -418,11 +512,56 @@
     });
 
 
-    /* snapshot: fetch the latest frame and save it as a file */
+    /* replay: back so many minutes, from a time, or live again */
+
+    timeForm.hidden = !replayOn;
+
+    document.getElementById('back').addEventListener('click', function () {
+        goBack(parseFloat(backMinutes.value) * 60);
+    });
+
+    timeForm.addEventListener('submit', function (e) {
+        var t = sincePicker.value ? new Date(sincePicker.value).getTime()
+                                  : NaN;
+
+        e.preventDefault();
+
+        if (isNaN(t)) {
+            note.textContent = 'replay: pick a date and time first';
+            note.hidden = false;
+            return;
+        }
+
+        goBack((Date.now() - t) / 1000);
+    });
+
+    /* the picker starts a minute ago, in local time */
+    sincePicker.addEventListener('focus', function () {
+        var d;
+
+        if (sincePicker.value) {
+            return;
+        }
+
+        d = new Date(Date.now() - 60000 - new Date().getTimezoneOffset()
+                                          * 60000);
+        sincePicker.value = d.toISOString().slice(0, 19);
+    });
+
+    liveButton.addEventListener('click', goLive);
+
+
+    /* snapshot: fetch the current frame and save it as a file */
 
     document.getElementById('snapshot').addEventListener('click', function () {
         var url = urls.snapshot
                   + (camera ? '?id=' + encodeURIComponent(camera) : '');
+
+        /* while replaying, the frame on screen is that far back */
+        if (behind !== null) {
+            url += (url.indexOf('?') < 0 ? '?' : '&')
+                   + 'at=-' + behind.toFixed(3);
+        }
 
         fetch(url, { cache: 'no-store' })
             .then(function (r) {

@@ -3,7 +3,8 @@
 # while the producer loops the sample videos; headless Chromium, driven
 # over WebDriver, shows it.  The picture must be camera 1's video (its
 # colour bars), must move, must come back by itself after
-# `nginx -s reload`, and the snapshot button must save a frame.
+# `nginx -s reload`, and the snapshot button must save a frame; "Back"
+# must replay the last minute from Kafka and "Live" return to live.
 # Screenshots stay in build/t-browser/ (viewer-*.png).
 
 use strict;
@@ -78,6 +79,22 @@ sub page_value {
 }
 
 sub score { sprintf '%.2f', bars($_[0]) }
+
+# the picture shows the video (shot NAME1), then a moment later it moved
+# (shot NAME2)
+sub moves {
+    my ($name1, $name2) = @_;
+
+    my $first = poll(20, sub {
+        my $p = shot($name1);
+        return $p && bars($p) >= $BARS ? $p : undef;
+    });
+
+    return $first && poll(15, sub {
+        my $p = shot($name2);
+        return $p && bars($p) >= $BARS && changed($first, $p) > $MOVED;
+    });
+}
 
 
 # 1. the picture is the video
@@ -165,20 +182,61 @@ cmp_ok(page_value('return document.getElementById("stream")'
              . (page_value('return document.getElementById("stream")'
                            . '.dataset.reason') // '?');
 
-my $after = poll(20, sub {
-    my $p = shot('3-after-reload');
-    return $p && bars($p) >= $BARS ? $p : undef;
+ok(moves('3-after-reload', '4-after-reload-later'),
+   'after the reload the picture is the video again, and moves');
+
+
+# 6. "Back" (1 min): the page replays from Kafka, a minute behind; "Live"
+#    returns.  The demo must have run a minute first: the snapshot a minute
+#    back answers once Kafka holds that much.
+
+sub replays {
+    my $r = $demo->get('status?format=prometheus');
+    return $r->is_success && $r->content =~ /^kafka_stream_replays (\d+)$/m
+           ? $1 : undef;
+}
+
+my $minute = poll(120, sub {
+    $demo->get('snapshot?id=cam1&at=-60')->code == 200
 });
+ok($minute, 'after a minute the demo\'s Kafka holds a minute of frames');
 
-my $moving = $after && poll(15, sub {
-    my $p = shot('4-after-reload-later');
-    return $p && bars($p) >= $BARS && changed($after, $p) > $MOVED;
+$wd->click('#back');
+
+my $replaying = poll(20, sub {
+    (page_value('return document.body.dataset.state') // '') eq 'replay'
+        && page_value('return document.getElementById("stream").src')
+           =~ /[?&]since=-60\.000/
+        && replays()
 });
+ok($replaying, 'Back: the page plays a replay from a minute ago')
+    or diag 'state ' . (page_value('return document.body.dataset.state')
+                        // '?') . ', src '
+            . (page_value('return document.getElementById("stream").src')
+               // '?') . ', note '
+            . (page_value('return document.getElementById("note")'
+                          . '.textContent') // '');
 
-ok($moving, 'after the reload the picture is the video again, and moves');
+like(page_value('return document.getElementById("state").textContent')
+     // '', qr/^replay, 1 min behind$/, '... and says so');
+
+ok(moves('5-replay', '6-replay-later'),
+   '... showing camera 1\'s video, moving');
+
+$wd->click('#live');
+
+my $live_again = poll(20, sub {
+    (page_value('return document.body.dataset.state') // '') eq 'live'
+        && page_value('return document.getElementById("stream").src')
+           !~ /since=/
+        && defined replays() && replays() == 0
+});
+ok($live_again, 'Live: the page is live again, the replay\'s consumer gone');
+
+ok(moves('7-live-again', '8-live-again-later'), '... and the picture moves');
 
 
-# 6. stopping the demo leaves nothing behind
+# 7. stopping the demo leaves nothing behind
 
 # the whole page, for people to look at
 if (open my $f, '>', "$art/viewer-page.png") {
