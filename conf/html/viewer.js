@@ -344,7 +344,9 @@
                     /* the first answer (or failure) chose the camera */
                     connect(null);
                 }
-                checkStall(fresh);
+                /* a replay may rightly stand still (a quiet camera then):
+                   the live figures say nothing about it */
+                checkStall(fresh && behind === null);
                 setTimeout(pollStatus, next);
             });
     }
