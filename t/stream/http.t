@@ -230,9 +230,9 @@ produce('dbtech', $F[0]);
 my $file = File::Temp->new(UNLINK => 0)->filename;
 my $pid = fork;
 if ($pid == 0) {
-    exec 'curl', '-s', '-i', '--http2-prior-knowledge', '-m', '3',
-         '--unix-socket', $ENV{TEST_NGINX_H2_SOCKET}, '-o', $file,
-         'http://localhost/stream';
+    { exec 'curl', '-s', '-i', '--http2-prior-knowledge', '-m', '3',
+           '--unix-socket', $ENV{TEST_NGINX_H2_SOCKET}, '-o', $file,
+           'http://localhost/stream' };
     POSIX::_exit(127);
 }
 @main::H2 = ($pid, $file);
