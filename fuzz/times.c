@@ -21,7 +21,7 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
     size_t         n;
     int64_t        ms, again, v;
-    unsigned char  buf[NGX_HTTP_KAFKA_STREAM_TIME_LEN + 1];
+    unsigned char  buf[NGX_HTTP_KAFKA_STREAM_TIME_LEN];
 
     if (ngx_http_kafka_stream_parse_time(data, size, FUZZ_NOW, &ms) == 0) {
 

@@ -433,13 +433,18 @@ ngx_http_kafka_stream_days(int64_t y, int m, int d)
 }
 
 
-/* "YYYY-MM-DDTHH:MM:SS.mmmZ", NGX_HTTP_KAFKA_STREAM_TIME_LEN bytes */
+/*
+ * "YYYY-MM-DDTHH:MM:SS.mmmZ": exactly NGX_HTTP_KAFKA_STREAM_TIME_LEN bytes
+ * into buf, without a terminating NUL (snprintf writes one: it goes to a
+ * buffer of our own)
+ */
 
 size_t
 ngx_http_kafka_stream_format_time(unsigned char *buf, int64_t ms)
 {
     int      n;
     int64_t  days, secs, era, doe, yoe, doy, mp, y, m, d;
+    char     text[NGX_HTTP_KAFKA_STREAM_TIME_LEN + 1];
 
     if (ms < 0) {
         ms = 0;
@@ -464,13 +469,18 @@ ngx_http_kafka_stream_format_time(unsigned char *buf, int64_t ms)
     m = (mp < 10) ? mp + 3 : mp - 9;
     y = yoe + era * 400 + (m <= 2);
 
-    n = snprintf((char *) buf, NGX_HTTP_KAFKA_STREAM_TIME_LEN + 1,
-                 "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+    n = snprintf(text, sizeof(text), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
                  (int) y, (int) m, (int) d, (int) (secs / 3600),
                  (int) (secs / 60 % 60), (int) (secs % 60),
                  (int) (ms % 1000));
 
-    return (n > 0) ? (size_t) n : 0;
+    if (n != NGX_HTTP_KAFKA_STREAM_TIME_LEN) {
+        return 0;
+    }
+
+    memcpy(buf, text, NGX_HTTP_KAFKA_STREAM_TIME_LEN);
+
+    return NGX_HTTP_KAFKA_STREAM_TIME_LEN;
 }
 
 

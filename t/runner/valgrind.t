@@ -10,6 +10,11 @@ use File::Temp qw(tempdir);
 use FindBin;
 use Test::More;
 
+# make test SANITIZE=1 runs nginx through a wrapper with the ASan
+# runtime preloaded, which valgrind cannot run
+plan skip_all => 'valgrind and the ASan build of nginx do not mix'
+    if ($ENV{TEST_NGINX_LOAD_MODULES} // '') =~ m{/nginx-asan/};
+
 my $lib = "$FindBin::Bin/../lib";
 my $dir = tempdir('runner-valgrind-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 
