@@ -74,7 +74,13 @@ sub check {
 
     for my $v (@$rep) {
         my @c = @{$v->{conns}};
-        push @lost, $v->{id} if @c != 1 || $c[0]{error} || !$c[0]{cut};
+        if (@c != 1 || $c[0]{error} || !$c[0]{cut}) {
+            push @lost, $v->{id};
+            diag("$name: viewer $v->{id}: " . scalar(@c) . ' connection(s), '
+                 . ($c[0]{error} // 'no error') . ', '
+                 . ($c[0]{cut} ? 'cut by the test' : 'not cut by the test')
+                 . ', ' . scalar(@{$c[0]{parts} // []}) . ' parts');
+        }
         my @p = @{$c[0]{parts}};
 
         for my $part (@parts) {
