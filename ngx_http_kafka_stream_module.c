@@ -1090,8 +1090,8 @@ ngx_http_kafka_stream_group(ngx_http_kafka_stream_source_t *src, u_char *key,
         }
 
         if (g->nviewers == 0
-            && (oldest == NULL || (ngx_msec_int_t) (g->updated - oldest->updated)
-                                  < 0))
+            && (oldest == NULL
+                || (ngx_msec_int_t) (g->updated - oldest->updated) < 0))
         {
             oldest = g;
         }
