@@ -4588,7 +4588,7 @@ ngx_http_kafka_stream_create_main_conf(ngx_conf_t *cf)
      *     kmcf->brokers = { 0, NULL };
      *     kmcf->options = NULL;
      *     kmcf->max_frame_size = 0;
- *     kmcf->status = 0;
+     *     kmcf->status = 0;
      *     kmcf->shm_zone = NULL;
      *     kmcf->thread_pool = NULL;
      */
