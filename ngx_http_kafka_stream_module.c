@@ -50,6 +50,19 @@
 
 #define NGX_HTTP_KAFKA_STREAM_ALL           -1
 
+#define NGX_HTTP_KAFKA_STREAM_BOUNDARY      "kafka-stream-frame"
+
+/*
+ * Frames from this size up are kept in a memfd, so that sendfile() sends
+ * them from the same pages to every viewer: measured on loopback, that
+ * saves a fifth of the CPU per part at 120 kB; below 32 kB a copy costs
+ * no more than referencing the pages.
+ */
+#if (NGX_LINUX && NGX_HAVE_SENDFILE && defined MFD_CLOEXEC)
+#define NGX_HTTP_KAFKA_STREAM_IN_FILE       1
+#define NGX_HTTP_KAFKA_STREAM_FILE_MIN      32768
+#endif
+
 /* keyed groups kept per source for frames whose key no viewer asked for */
 #define NGX_HTTP_KAFKA_STREAM_MAX_IDLE_KEYS 64
 /* longer keys are not cached per key: only unfiltered viewers see them */
@@ -86,6 +99,14 @@ typedef struct {
     ngx_str_t                       image;
     ngx_str_t                       type;      /* "image/png" */
     int64_t                         timestamp; /* Kafka, milliseconds */
+#if (NGX_HTTP_KAFKA_STREAM_IN_FILE)
+    /*
+     * A large frame lives in a memfd mapped at header.data: the part
+     * header, the image and the default separator, one after the other.
+     */
+    ngx_fd_t                        fd;        /* or NGX_INVALID_FILE */
+    size_t                          mapped;
+#endif
 } ngx_http_kafka_stream_frame_t;
 
 
@@ -186,6 +207,8 @@ typedef struct {
     ngx_str_t                       opening;
     ngx_str_t                       separator;
     ngx_str_t                       closing;
+    /* the default boundary, which a frame's memfd holds after the image */
+    ngx_flag_t                      separator_in_frame;
 
     ngx_uint_t                      viewers;    /* in this worker */
 } ngx_http_kafka_stream_loc_conf_t;
@@ -208,6 +231,9 @@ struct ngx_http_kafka_stream_viewer_s {
 
     ngx_buf_t                       bufs[3];
     ngx_chain_t                     chain[3];
+#if (NGX_HTTP_KAFKA_STREAM_IN_FILE)
+    ngx_file_t                      file;       /* a frame's memfd */
+#endif
 
     /* after a replay: the live frames it already sent are not sent again */
     int64_t                         floor_offset;
@@ -355,6 +381,11 @@ static void ngx_http_kafka_stream_frame_release(
 static void ngx_http_kafka_stream_frame_drop(
     ngx_http_kafka_stream_frame_t **f);
 static void ngx_http_kafka_stream_frame_cleanup(void *data);
+#if (NGX_HTTP_KAFKA_STREAM_IN_FILE)
+static u_char *ngx_http_kafka_stream_frame_map(ngx_fd_t *fd, size_t size);
+static void ngx_http_kafka_stream_frame_unmap(u_char *p, size_t size,
+    ngx_fd_t fd);
+#endif
 
 static ngx_int_t ngx_http_kafka_stream_status(ngx_http_request_t *r);
 static ngx_buf_t *ngx_http_kafka_stream_status_json(ngx_http_request_t *r,
@@ -625,6 +656,12 @@ ngx_module_t  ngx_http_kafka_stream_module = {
 
 
 static ngx_http_kafka_stream_worker_t  *ngx_http_kafka_stream_worker;
+
+#if (NGX_HTTP_KAFKA_STREAM_IN_FILE)
+/* what follows the image in a frame's memfd: kafka_stream_boundary's default */
+static ngx_str_t  ngx_http_kafka_stream_trailer =
+    ngx_string(CRLF "--" NGX_HTTP_KAFKA_STREAM_BOUNDARY CRLF);
+#endif
 
 /* tells configuration generations apart in the shared zone's name */
 static ngx_uint_t  ngx_http_kafka_stream_generation;
@@ -1459,6 +1496,41 @@ ngx_http_kafka_stream_send_frame(ngx_http_kafka_stream_viewer_t *v,
     b = v->bufs;
     ngx_memzero(b, 3 * sizeof(ngx_buf_t));
 
+#if (NGX_HTTP_KAFKA_STREAM_IN_FILE)
+
+    if (f->fd != NGX_INVALID_FILE && v->conf->separator_in_frame) {
+
+        /*
+         * The whole part, separator included, as one buffer that is both
+         * in memory and in the memfd: sendfile() sends it where the
+         * connection allows (sendfile on, no SSL), the memory otherwise.
+         * One buffer makes one sendfile() a part; a header in a buffer of
+         * its own would cost a writev() and a small segment more.
+         */
+
+        v->file.fd = f->fd;
+        ngx_str_set(&v->file.name, "kafka stream frame");
+        v->file.log = v->request->connection->log;
+
+        b->pos = f->header.data;
+        b->last = f->image.data + f->image.len
+                  + v->conf->separator.len;
+        b->memory = 1;
+
+        b->in_file = 1;
+        b->file = &v->file;
+        b->file_pos = 0;
+        b->file_last = b->last - b->pos;
+        b->flush = 1;
+
+        v->chain[0].buf = b;
+        v->chain[0].next = NULL;
+
+        return ngx_http_output_filter(v->request, v->chain);
+    }
+
+#endif
+
     b[0].pos = f->header.data;
     b[0].last = f->header.data + f->header.len;
     b[0].memory = 1;
@@ -1689,9 +1761,17 @@ ngx_http_kafka_stream_respond(ngx_http_request_t *r, ngx_buf_t *b)
 static void
 ngx_http_kafka_stream_frame_release(ngx_http_kafka_stream_frame_t *f)
 {
-    if (--f->refs == 0) {
-        ngx_free(f);
+    if (--f->refs) {
+        return;
     }
+
+#if (NGX_HTTP_KAFKA_STREAM_IN_FILE)
+    if (f->fd != NGX_INVALID_FILE) {
+        ngx_http_kafka_stream_frame_unmap(f->header.data, f->mapped, f->fd);
+    }
+#endif
+
+    ngx_free(f);
 }
 
 
@@ -2473,17 +2553,57 @@ static ngx_http_kafka_stream_frame_t *
 ngx_http_kafka_stream_frame(rd_kafka_message_t *msg, int type)
 {
     u_char                         *p;
+    size_t                          size;
     int64_t                         ts;
+#if (NGX_HTTP_KAFKA_STREAM_IN_FILE)
+    ngx_fd_t                        fd;
+#endif
     ngx_time_t                     *tp;
     rd_kafka_timestamp_type_t       tstype;
     ngx_http_kafka_stream_frame_t  *f;
 
-    f = ngx_alloc(sizeof(ngx_http_kafka_stream_frame_t)
-                  + NGX_HTTP_KAFKA_STREAM_PART_HEADER_MAX + msg->len,
+    size = NGX_HTTP_KAFKA_STREAM_PART_HEADER_MAX + msg->len;
+
+#if (NGX_HTTP_KAFKA_STREAM_IN_FILE)
+
+    p = NULL;
+
+    if (msg->len >= NGX_HTTP_KAFKA_STREAM_FILE_MIN) {
+        p = ngx_http_kafka_stream_frame_map(&fd,
+                                     size + ngx_http_kafka_stream_trailer.len);
+    }
+
+    f = ngx_alloc(sizeof(ngx_http_kafka_stream_frame_t) + (p ? 0 : size),
+                  ngx_cycle->log);
+    if (f == NULL) {
+        if (p) {
+            ngx_http_kafka_stream_frame_unmap(p,
+                                  size + ngx_http_kafka_stream_trailer.len, fd);
+        }
+
+        return NULL;
+    }
+
+    if (p) {
+        f->fd = fd;
+        f->mapped = size + ngx_http_kafka_stream_trailer.len;
+
+    } else {
+        f->fd = NGX_INVALID_FILE;
+        p = (u_char *) f + sizeof(ngx_http_kafka_stream_frame_t);
+    }
+
+#else
+
+    f = ngx_alloc(sizeof(ngx_http_kafka_stream_frame_t) + size,
                   ngx_cycle->log);
     if (f == NULL) {
         return NULL;
     }
+
+    p = (u_char *) f + sizeof(ngx_http_kafka_stream_frame_t);
+
+#endif
 
     ts = rd_kafka_message_timestamp(msg, &tstype);
 
@@ -2505,17 +2625,93 @@ ngx_http_kafka_stream_frame(rd_kafka_message_t *msg, int type)
         ngx_str_set(&f->type, "image/jpeg");
     }
 
-    p = (u_char *) f + sizeof(ngx_http_kafka_stream_frame_t);
-
     f->header.data = p;
     f->header.len = ngx_http_kafka_stream_part_header(p, type, msg->len, ts);
 
     f->image.data = p + f->header.len;
     f->image.len = msg->len;
-    ngx_memcpy(f->image.data, msg->payload, msg->len);
+    p = ngx_cpymem(f->image.data, msg->payload, msg->len);
+
+#if (NGX_HTTP_KAFKA_STREAM_IN_FILE)
+    if (f->fd != NGX_INVALID_FILE) {
+        ngx_memcpy(p, ngx_http_kafka_stream_trailer.data,
+                   ngx_http_kafka_stream_trailer.len);
+    }
+#endif
 
     return f;
 }
+
+
+#if (NGX_HTTP_KAFKA_STREAM_IN_FILE)
+
+/*
+ * A memfd of the given size, mapped; NULL if the worker is out of
+ * descriptors or memory, and the frame is then kept on the heap as a
+ * small one is: viewers get it all the same, by a copy.
+ */
+
+static u_char *
+ngx_http_kafka_stream_frame_map(ngx_fd_t *fd, size_t size)
+{
+    u_char      *p;
+    ngx_err_t    err;
+    const char  *failed;
+
+    *fd = memfd_create("kafka-stream-frame", MFD_CLOEXEC);
+
+    if (*fd == NGX_INVALID_FILE) {
+        err = ngx_errno;
+        failed = "memfd_create()";
+        goto failed;
+    }
+
+    if (ftruncate(*fd, size) == -1) {
+        err = ngx_errno;
+        failed = "ftruncate()";
+        goto close;
+    }
+
+    p = mmap(NULL, size, PROT_READ|PROT_WRITE, MAP_SHARED, *fd, 0);
+
+    if (p != MAP_FAILED) {
+        return p;
+    }
+
+    err = ngx_errno;
+    failed = "mmap()";
+
+close:
+
+    (void) close(*fd);
+
+failed:
+
+    if (ngx_http_kafka_stream_log_allowed()) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, err,
+                      "kafka stream: %s of a frame's memfd failed, "
+                      "the frame is copied to each viewer", failed);
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_http_kafka_stream_frame_unmap(u_char *p, size_t size, ngx_fd_t fd)
+{
+    if (munmap(p, size) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, ngx_errno,
+                      "kafka stream: munmap() of a frame failed");
+    }
+
+    if (close(fd) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, ngx_errno,
+                      "kafka stream: close() of a frame's memfd failed");
+    }
+}
+
+#endif
 
 
 static void
@@ -4680,7 +4876,7 @@ ngx_http_kafka_stream_merge_loc_conf(ngx_conf_t *cf, void *parent,
                               16384);
     ngx_conf_merge_msec_value(conf->idle_resend, prev->idle_resend, 1000);
     ngx_conf_merge_str_value(conf->boundary, prev->boundary,
-                             "kafka-stream-frame");
+                             NGX_HTTP_KAFKA_STREAM_BOUNDARY);
     ngx_conf_merge_value(conf->replay, prev->replay, 0);
     ngx_conf_merge_uint_value(conf->replay_max_speed, prev->replay_max_speed,
                               8);
@@ -4735,6 +4931,11 @@ ngx_http_kafka_stream_merge_loc_conf(ngx_conf_t *cf, void *parent,
     conf->separator.data = p;
     p = ngx_sprintf(p, CRLF "--%V" CRLF, &conf->boundary);
     conf->separator.len = p - conf->separator.data;
+
+    conf->separator_in_frame =
+        (conf->boundary.len == sizeof(NGX_HTTP_KAFKA_STREAM_BOUNDARY) - 1
+         && ngx_strncmp(conf->boundary.data, NGX_HTTP_KAFKA_STREAM_BOUNDARY,
+                        conf->boundary.len) == 0);
 
     conf->opening.data = conf->separator.data + 2;
     conf->opening.len = conf->separator.len - 2;
