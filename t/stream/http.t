@@ -51,9 +51,11 @@ __DATA__
     kafka_stream_brokers $TEST_NGINX_KAFKA_BROKERS;
 --- config
     location /snapshot { kafka_stream_snapshot dbtech; }
+    location /status { kafka_stream_status; }
 --- init
+# the worker may start at $J[0]: the snapshot waits until it has $F[1]
 produce('dbtech', $J[0]);
-produce('dbtech', $F[1]);
+produce_seen(1, 'dbtech', $F[1]);
 --- request
 GET /snapshot
 --- response_headers

@@ -77,7 +77,7 @@ produce_when_watched(1, 'dbtech', [$F[5], $J[0]]);
 --- request
 GET /stream
 --- abort
---- timeout: 2
+--- timeout: 4
 --- response_body_like eval
 qr{--kafka-stream-frame\r\nContent-Type: image/png\r\nContent-Length: ${\ length $::F[5]}\r\nX-Timestamp: \d{10}\.\d{3}\r\n\r\n\Q$::F[5]\E\r\n--kafka-stream-frame\r\nContent-Type: image/jpeg\r\nContent-Length: ${\ length $::J[0]}\r\nX-Timestamp: \d{10}\.\d{3}\r\n\r\n\Q$::J[0]\E\r\n--kafka-stream-frame\r\n$}s
 --- frames: 5 40
@@ -148,7 +148,7 @@ produce_when_watched(1, 'dbtech',
 --- request
 GET /cam?id=cam1
 --- abort
---- timeout: 3
+--- timeout: 6
 --- frames: 9 11 13
 
 
@@ -214,7 +214,7 @@ push @KafkaStream::Test::Children, $pid;
 --- request
 GET /all
 --- abort
---- timeout: 3
+--- timeout: 5
 --- frames: 24 25 26 27
 --- error_log
 kafka stream: consuming "parts" [0]
