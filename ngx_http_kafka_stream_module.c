@@ -84,6 +84,9 @@
 #define NGX_HTTP_KAFKA_STREAM_REPLAY_LATE   1000
 #define NGX_HTTP_KAFKA_STREAM_REPLAY_REASON 256
 
+/* glibc's default, made fixed: see ngx_http_kafka_stream_malloc_tune() */
+#define NGX_HTTP_KAFKA_STREAM_MMAP_THRESHOLD (128 * 1024)
+
 
 typedef struct ngx_http_kafka_stream_source_s  ngx_http_kafka_stream_source_t;
 typedef struct ngx_http_kafka_stream_viewer_s  ngx_http_kafka_stream_viewer_t;
@@ -483,6 +486,7 @@ static void ngx_http_kafka_stream_replay_free(
 
 
 static ngx_int_t ngx_http_kafka_stream_init_process(ngx_cycle_t *cycle);
+static void ngx_http_kafka_stream_malloc_tune(ngx_log_t *log);
 static void ngx_http_kafka_stream_exit_process(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_kafka_stream_consumer(ngx_cycle_t *cycle,
     ngx_http_kafka_stream_worker_t *w);
@@ -4394,6 +4398,8 @@ ngx_http_kafka_stream_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    ngx_http_kafka_stream_malloc_tune(cycle->log);
+
     shpool = (ngx_slab_pool_t *) kmcf->shm_zone->shm.addr;
     slot = ngx_http_kafka_stream_slot(kmcf, shpool->data, ngx_worker);
 
@@ -4463,6 +4469,38 @@ ngx_http_kafka_stream_init_process(ngx_cycle_t *cycle)
     ngx_add_timer(&w->tick, NGX_HTTP_KAFKA_STREAM_TICK);
 
     return NGX_OK;
+}
+
+
+/*
+ * librdkafka reads each fetch response into one buffer of the response's
+ * size, in the thread of the broker it came from.  Live, a response holds
+ * a frame or two; after a broker outage the frames produced meanwhile
+ * come at once, in responses of megabytes.  glibc serves those with
+ * mmap(), and freeing one raises its dynamic mmap threshold to that size
+ * (up to 32 MB): from then on the backlog after the next outage is
+ * allocated from the heaps of librdkafka's threads, whose freed memory
+ * stays mapped once fragmented.  The workers' RSS grew by a step after
+ * every outage (the soak, stress/run).  A fixed threshold keeps large
+ * buffers in mmap(), returned to the system when freed.  An administrator
+ * who sets MALLOC_MMAP_THRESHOLD_ and passes it with "env" keeps theirs.
+ */
+
+static void
+ngx_http_kafka_stream_malloc_tune(ngx_log_t *log)
+{
+#if (NGX_LINUX && defined M_MMAP_THRESHOLD)
+
+    if (getenv("MALLOC_MMAP_THRESHOLD_") != NULL) {
+        return;
+    }
+
+    if (mallopt(M_MMAP_THRESHOLD, NGX_HTTP_KAFKA_STREAM_MMAP_THRESHOLD) == 0) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "kafka stream: mallopt(M_MMAP_THRESHOLD) failed");
+    }
+
+#endif
 }
 
 
