@@ -4495,9 +4495,11 @@ ngx_http_kafka_stream_malloc_tune(ngx_log_t *log)
         return;
     }
 
+    /* an allocator other than glibc's (a sanitizer's) says no: harmless */
+
     if (mallopt(M_MMAP_THRESHOLD, NGX_HTTP_KAFKA_STREAM_MMAP_THRESHOLD) == 0) {
-        ngx_log_error(NGX_LOG_WARN, log, 0,
-                      "kafka stream: mallopt(M_MMAP_THRESHOLD) failed");
+        ngx_log_error(NGX_LOG_INFO, log, 0,
+                      "kafka stream: mallopt(M_MMAP_THRESHOLD) not taken");
     }
 
 #endif
