@@ -893,6 +893,12 @@ ngx_http_kafka_stream_viewer(ngx_http_request_t *r,
     v->resend.log = r->connection->log;
     v->resend.cancelable = 1;
 
+#if (NGX_HTTP_KAFKA_STREAM_IN_FILE)
+    /* each part sets the fd of its frame's memfd */
+    ngx_str_set(&v->file.name, "kafka stream frame");
+    v->file.log = r->connection->log;
+#endif
+
     return v;
 }
 
@@ -1516,12 +1522,9 @@ ngx_http_kafka_stream_send_frame(ngx_http_kafka_stream_viewer_t *v,
          */
 
         v->file.fd = f->fd;
-        ngx_str_set(&v->file.name, "kafka stream frame");
-        v->file.log = v->request->connection->log;
 
         b->pos = f->header.data;
-        b->last = f->image.data + f->image.len
-                  + v->conf->separator.len;
+        b->last = f->header.data + f->mapped;
         b->memory = 1;
 
         b->in_file = 1;
