@@ -202,20 +202,21 @@ sub start_broker {
 # left under their names is deleted first
 sub fresh_topics {
     my @names = map { (split /:/)[0] } @{$Opts{topics}};
-    my $deadline = time + 30;
+    my $deadline = time + 60;
+    my ($ok, $output);
 
-    topics_tool('delete', @names);
-
-    # a deleted topic's name is free again once the controller says so
-    until (topics_tool('create', @{$Opts{topics}})) {
-        die "KafkaStream::Test: cannot create @names on $BrokerAddr\n"
-            if time > $deadline;
-        sleep 0.2;
+    for (;;) {
+        topics_tool('delete', @names);
+        ($ok, $output) = topics_tool('create', @{$Opts{topics}});
+        last if $ok;
+        die "KafkaStream::Test: cannot create @names on $BrokerAddr: "
+            . "$output" if time > $deadline;
+        sleep 0.5;
     }
 }
 
 
-# runs kafka-stream-topics; its output, or undef when it fails
+# runs kafka-stream-topics: (true if it succeeded, its output)
 sub topics_tool {
     my ($verb, @args) = @_;
     my @cmd = (tool('kafka-stream-topics'), '-q', '-b', $BrokerAddr,
@@ -228,7 +229,7 @@ sub topics_tool {
     close $out;
     waitpid $pid, 0;
 
-    return $? == 0 ? $output : undef;
+    return ($? == 0, $output);
 }
 
 
@@ -236,9 +237,9 @@ sub topic_admin {
     my ($verb, @args) = @_;
 
     die "KafkaStream::Test: no broker\n" if !defined $BrokerAddr;
-    my $output = topics_tool($verb, @args);
-    die "KafkaStream::Test: kafka-stream-topics $verb @args failed\n"
-        if !defined $output;
+    my ($ok, $output) = topics_tool($verb, @args);
+    die "KafkaStream::Test: kafka-stream-topics $verb @args failed: $output"
+        if !$ok;
     return split /\n/, $output;
 }
 
