@@ -158,13 +158,35 @@ install: build
 	install -D -m 0644 conf/mod-http-kafka-stream.conf \
 	    $(DESTDIR)$(NGX_AVAIL)/mod-http-kafka-stream.conf
 	install -D -m 0755 $(PRODUCER) $(DESTDIR)$(PREFIX)/bin/kafka-stream-producer
+	install -D -m 0644 producer/kafka-stream-producer.1 \
+	    $(DESTDIR)$(PREFIX)/share/man/man1/kafka-stream-producer.1
 	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/kafka-stream/html \
 	    conf/html/index.html conf/html/viewer.js conf/html/viewer.css
+
+# make deb: the packages libnginx-mod-http-kafka-stream and
+# kafka-stream-producer in build/deb/ (tools/make-deb: debhelper with
+# dh-sequence-nginx, then lintian), built again when a file of the tree
+# changed
+
+ifneq ($(filter build/deb/.built,$(MAKECMDGOALS)),)
+DEB_FILES := $(shell { git ls-files --cached --others --exclude-standard \
+    || find . -path ./build -prune -o -path ./.git -prune \
+              -o -type f -print; } 2>/dev/null)
+endif
+
+deb: deps
+	@$(MAKE) --no-print-directory build/deb/.built
+
+build/deb/.built: $(wildcard $(DEB_FILES))
+	tools/make-deb $(VERSION)
+	@touch $@
+
 
 uninstall:
 	rm -f $(DESTDIR)$(NGX_MODDIR)/$(MODULE).so \
 	    $(DESTDIR)$(NGX_AVAIL)/mod-http-kafka-stream.conf \
-	    $(DESTDIR)$(PREFIX)/bin/kafka-stream-producer
+	    $(DESTDIR)$(PREFIX)/bin/kafka-stream-producer \
+	    $(DESTDIR)$(PREFIX)/share/man/man1/kafka-stream-producer.1
 	rm -rf $(DESTDIR)$(PREFIX)/share/kafka-stream
 
 clean:
