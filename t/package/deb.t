@@ -409,6 +409,8 @@ my $rm = apt('remove', @Packages);
 is($rm->{rc}, 0, 'apt-get remove') or diag($rm->{out});
 ok(!-e $ModuleSo, 'the module is gone');
 ok(!-e $Enabled, 'and no longer enabled');
+is(readlink("$Enabled.removed"), $Snippet,
+   'the link kept as .removed, for a reinstall');
 is(system_nginx_t()->{rc}, $NginxTBefore,
    'nginx -t on the system\'s nginx.conf, after the removal');
 
@@ -425,6 +427,7 @@ my $purge = apt('purge', @Packages);
 is($purge->{rc}, 0, 'apt-get purge') or diag($purge->{out});
 is(package_status($_), 'not-installed', "$_ is gone") for @Packages;
 ok(!-e $ConfDir, "$ConfDir is gone");
+ok(!-l "$Enabled.removed", 'and the .removed link');
 cleanup();
 
 is_deeply([enabled_modules()], \@EnabledBefore,
