@@ -39,8 +39,6 @@
 #define NGX_HTTP_KAFKA_STREAM_MAX_IDLE_KEYS 64
 
 #define NGX_HTTP_KAFKA_STREAM_SNAPSHOT_WAIT 3000
-#define NGX_HTTP_KAFKA_STREAM_LOG_WINDOW    10
-#define NGX_HTTP_KAFKA_STREAM_LOG_BURST     5
 
 /* all a replay's lookups in the thread pool together, milliseconds */
 #define NGX_HTTP_KAFKA_STREAM_LOOKUP_TIME   5000
@@ -128,7 +126,6 @@ static void ngx_http_kafka_stream_drain(void);
 static void ngx_http_kafka_stream_message(rd_kafka_message_t *msg);
 static void ngx_http_kafka_stream_publish(ngx_http_kafka_stream_group_t *g,
     ngx_http_kafka_stream_frame_t *f, ngx_uint_t catchup);
-static void ngx_http_kafka_stream_log(rd_kafka_event_t *ev);
 static ngx_http_kafka_stream_frame_t *ngx_http_kafka_stream_frame(
     rd_kafka_message_t *msg, int type);
 static void ngx_http_kafka_stream_stats(const char *json, size_t len);
@@ -137,7 +134,6 @@ static void ngx_http_kafka_stream_partition_found(void *data,
 static void ngx_http_kafka_stream_start_partition(
     ngx_http_kafka_stream_topic_t *t, ngx_int_t partition);
 static void ngx_http_kafka_stream_tick_handler(ngx_event_t *ev);
-static ngx_uint_t ngx_http_kafka_stream_log_allowed(void);
 
 #if (NGX_THREADS)
 static ngx_int_t ngx_http_kafka_stream_replay_args(ngx_http_request_t *r,
@@ -2438,44 +2434,6 @@ ngx_http_kafka_stream_frame_unmap(u_char *p, size_t size, ngx_fd_t fd)
 #endif
 
 
-static void
-ngx_http_kafka_stream_log(rd_kafka_event_t *ev)
-{
-    int          level;
-    ngx_uint_t   nlevel;
-    const char  *fac, *str;
-
-    if (rd_kafka_event_log(ev, &fac, &str, &level) != 0) {
-        return;
-    }
-
-    if (level <= 3) {
-        nlevel = NGX_LOG_ERR;
-
-    } else if (level == 4) {
-        nlevel = NGX_LOG_WARN;
-
-    } else if (level == 5) {
-        nlevel = NGX_LOG_NOTICE;
-
-    } else if (level == 6) {
-        nlevel = NGX_LOG_INFO;
-
-    } else {
-        nlevel = NGX_LOG_DEBUG;
-    }
-
-    /* a broker outage makes librdkafka repeat itself: keep the log sane */
-
-    if (nlevel <= NGX_LOG_WARN && !ngx_http_kafka_stream_log_allowed()) {
-        return;
-    }
-
-    ngx_log_error(nlevel, ngx_cycle->log, 0, "kafka stream: librdkafka %s: %s",
-                  fac, str);
-}
-
-
 /* brokers and partitions, from the statistics (see the scanner) */
 
 static void
@@ -2609,40 +2567,6 @@ ngx_http_kafka_stream_tick_handler(ngx_event_t *ev)
         ngx_http_kafka_stream_close(v);
         ngx_http_run_posted_requests(c);
     }
-}
-
-
-/* at most a few warnings per window, and a count of the rest */
-
-static ngx_uint_t
-ngx_http_kafka_stream_log_allowed(void)
-{
-    ngx_http_kafka_stream_worker_t  *w;
-
-    w = ngx_http_kafka_stream_worker;
-
-    if (ngx_time() - w->log_window >= NGX_HTTP_KAFKA_STREAM_LOG_WINDOW) {
-
-        if (w->log_suppressed) {
-            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                          "kafka stream: %ui similar messages suppressed "
-                          "in the last %d seconds",
-                          w->log_suppressed, NGX_HTTP_KAFKA_STREAM_LOG_WINDOW);
-        }
-
-        w->log_window = ngx_time();
-        w->log_lines = 0;
-        w->log_suppressed = 0;
-    }
-
-    if (w->log_lines < NGX_HTTP_KAFKA_STREAM_LOG_BURST) {
-        w->log_lines++;
-        return 1;
-    }
-
-    w->log_suppressed++;
-
-    return 0;
 }
 
 

@@ -303,11 +303,13 @@ typedef struct {
     ngx_uint_t                      nreplays;
     ngx_uint_t                      brokers_up;
     ngx_uint_t                      exiting;    /* in exit_process */
-
-    time_t                          log_window;
-    ngx_uint_t                      log_lines;
-    ngx_uint_t                      log_suppressed;
 } ngx_http_kafka_stream_worker_t;
+
+
+/* src/ngx_http_kafka_stream_log.c */
+
+ngx_uint_t ngx_http_kafka_stream_log_allowed(void);
+void ngx_http_kafka_stream_log(rd_kafka_event_t *ev);
 
 
 extern ngx_module_t  ngx_http_kafka_stream_module;
