@@ -35,9 +35,6 @@
 #include "ngx_http_kafka_stream.h"
 
 
-/* keyed groups kept per source for frames whose key no viewer asked for */
-#define NGX_HTTP_KAFKA_STREAM_MAX_IDLE_KEYS 64
-
 #define NGX_HTTP_KAFKA_STREAM_SNAPSHOT_WAIT 3000
 
 /* all a replay's lookups in the thread pool together, milliseconds */
@@ -65,11 +62,6 @@ static void ngx_http_kafka_stream_join(ngx_http_kafka_stream_viewer_t *v,
     ngx_http_kafka_stream_group_t *g);
 static void ngx_http_kafka_stream_cleanup(void *data);
 static void ngx_http_kafka_stream_unlink(ngx_http_kafka_stream_viewer_t *v);
-static ngx_http_kafka_stream_group_t *ngx_http_kafka_stream_group(
-    ngx_http_kafka_stream_source_t *src, u_char *key, size_t len,
-    ngx_uint_t create);
-static void ngx_http_kafka_stream_group_release(
-    ngx_http_kafka_stream_source_t *src, ngx_http_kafka_stream_group_t *g);
 static void ngx_http_kafka_stream_offer(ngx_http_kafka_stream_viewer_t *v,
     ngx_http_kafka_stream_frame_t *f);
 static void ngx_http_kafka_stream_send_handler(ngx_event_t *ev);
@@ -90,17 +82,6 @@ static ngx_table_elt_t *ngx_http_kafka_stream_header(ngx_http_request_t *r,
 static ngx_int_t ngx_http_kafka_stream_no_cache(ngx_http_request_t *r);
 static ngx_int_t ngx_http_kafka_stream_respond(ngx_http_request_t *r,
     ngx_buf_t *b);
-static void ngx_http_kafka_stream_frame_release(
-    ngx_http_kafka_stream_frame_t *f);
-static void ngx_http_kafka_stream_frame_drop(
-    ngx_http_kafka_stream_frame_t **f);
-static void ngx_http_kafka_stream_frame_cleanup(void *data);
-#if (NGX_HTTP_KAFKA_STREAM_IN_FILE)
-static ngx_http_kafka_stream_frame_t *ngx_http_kafka_stream_frame_file(
-    rd_kafka_message_t *msg, u_char *header, size_t len);
-static void ngx_http_kafka_stream_frame_unmap(u_char *p, size_t size,
-    ngx_fd_t fd);
-#endif
 
 static ngx_int_t ngx_http_kafka_stream_status(ngx_http_request_t *r);
 static ngx_buf_t *ngx_http_kafka_stream_status_json(ngx_http_request_t *r,
@@ -120,14 +101,10 @@ static ngx_connection_t *ngx_http_kafka_stream_pipe(ngx_fd_t *fds,
 static void ngx_http_kafka_stream_pipe_read(ngx_connection_t *c);
 static void ngx_http_kafka_stream_pipe_close(ngx_connection_t **c,
     ngx_fd_t *fds);
-static void ngx_http_kafka_stream_skipped(rd_kafka_message_t *msg,
-    size_t max_frame_size);
 static void ngx_http_kafka_stream_drain(void);
 static void ngx_http_kafka_stream_message(rd_kafka_message_t *msg);
 static void ngx_http_kafka_stream_publish(ngx_http_kafka_stream_group_t *g,
     ngx_http_kafka_stream_frame_t *f, ngx_uint_t catchup);
-static ngx_http_kafka_stream_frame_t *ngx_http_kafka_stream_frame(
-    rd_kafka_message_t *msg, int type);
 static void ngx_http_kafka_stream_stats(const char *json, size_t len);
 static void ngx_http_kafka_stream_partition_found(void *data,
     const unsigned char *topic, size_t len, long partition);
@@ -200,8 +177,6 @@ static void ngx_http_kafka_stream_malloc_tune(ngx_log_t *log);
 static void ngx_http_kafka_stream_exit_process(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_kafka_stream_consumer(ngx_cycle_t *cycle,
     ngx_http_kafka_stream_worker_t *w);
-static void ngx_http_kafka_stream_free_frames(
-    ngx_http_kafka_stream_main_conf_t *kmcf);
 static rd_kafka_conf_t *ngx_http_kafka_stream_rdconf(ngx_log_t *log,
     ngx_http_kafka_stream_main_conf_t *kmcf, ngx_keyval_t *more);
 
@@ -370,12 +345,6 @@ ngx_module_t  ngx_http_kafka_stream_module = {
 
 
 static ngx_http_kafka_stream_worker_t  *ngx_http_kafka_stream_worker;
-
-#if (NGX_HTTP_KAFKA_STREAM_IN_FILE)
-/* what follows the image in a frame's memfd: kafka_stream_boundary's default */
-static ngx_str_t  ngx_http_kafka_stream_trailer =
-    ngx_string(CRLF "--" NGX_HTTP_KAFKA_STREAM_BOUNDARY CRLF);
-#endif
 
 /* tells configuration generations apart in the shared zone's name */
 static ngx_uint_t  ngx_http_kafka_stream_generation;
@@ -814,111 +783,6 @@ ngx_http_kafka_stream_unlink(ngx_http_kafka_stream_viewer_t *v)
 
     ngx_http_kafka_stream_group_release(v->conf->source, v->group);
     v->group = NULL;
-}
-
-
-/*
- * Finds the group for a key; "create" is 1 for a viewer, which always gets
- * one, and 2 for a message, whose key is cached only while there is room.
- */
-
-static ngx_http_kafka_stream_group_t *
-ngx_http_kafka_stream_group(ngx_http_kafka_stream_source_t *src, u_char *key,
-    size_t len, ngx_uint_t create)
-{
-    ngx_queue_t                    *q;
-    ngx_http_kafka_stream_group_t  *g, *oldest;
-
-    if (len == 0) {
-        return src->all;
-    }
-
-    oldest = NULL;
-
-    for (q = ngx_queue_head(&src->groups);
-         q != ngx_queue_sentinel(&src->groups);
-         q = ngx_queue_next(q))
-    {
-        g = ngx_queue_data(q, ngx_http_kafka_stream_group_t, queue);
-
-        if (g->key.len == len && ngx_memcmp(g->key.data, key, len) == 0) {
-            return g;
-        }
-
-        if (g->nviewers == 0
-            && (oldest == NULL
-                || (ngx_msec_int_t) (g->updated - oldest->updated) < 0))
-        {
-            oldest = g;
-        }
-    }
-
-    if (create == 2
-        && src->idle_groups >= NGX_HTTP_KAFKA_STREAM_MAX_IDLE_KEYS)
-    {
-        if (oldest == NULL) {
-            return NULL;
-        }
-
-        /* the least recently seen key without viewers makes room */
-
-        ngx_queue_remove(&oldest->queue);
-        src->idle_groups--;
-
-        if (oldest->latest) {
-            ngx_http_kafka_stream_frame_release(oldest->latest);
-        }
-
-        ngx_free(oldest);
-    }
-
-    g = ngx_alloc(sizeof(ngx_http_kafka_stream_group_t) + len,
-                  ngx_cycle->log);
-    if (g == NULL) {
-        return NULL;
-    }
-
-    g->key.data = (u_char *) g + sizeof(ngx_http_kafka_stream_group_t);
-    g->key.len = len;
-    ngx_memcpy(g->key.data, key, len);
-
-    ngx_queue_init(&g->viewers);
-    g->nviewers = 0;
-    g->all = 0;
-    g->latest = NULL;
-    g->updated = ngx_current_msec;
-
-    ngx_queue_insert_tail(&src->groups, &g->queue);
-    src->idle_groups++;
-
-    return g;
-}
-
-
-/* called when a viewer of the group leaves or was never added */
-
-static void
-ngx_http_kafka_stream_group_release(ngx_http_kafka_stream_source_t *src,
-    ngx_http_kafka_stream_group_t *g)
-{
-    if (g->all || g->nviewers) {
-        return;
-    }
-
-    /* keep the key's latest frame for the next viewer while there is room */
-
-    if (g->latest && src->idle_groups <= NGX_HTTP_KAFKA_STREAM_MAX_IDLE_KEYS) {
-        return;
-    }
-
-    ngx_queue_remove(&g->queue);
-    src->idle_groups--;
-
-    if (g->latest) {
-        ngx_http_kafka_stream_frame_release(g->latest);
-    }
-
-    ngx_free(g);
 }
 
 
@@ -1471,42 +1335,6 @@ ngx_http_kafka_stream_respond(ngx_http_request_t *r, ngx_buf_t *b)
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
-}
-
-
-static void
-ngx_http_kafka_stream_frame_release(ngx_http_kafka_stream_frame_t *f)
-{
-    if (--f->refs) {
-        return;
-    }
-
-#if (NGX_HTTP_KAFKA_STREAM_IN_FILE)
-    if (f->fd != NGX_INVALID_FILE) {
-        ngx_http_kafka_stream_frame_unmap(f->header.data, f->mapped, f->fd);
-    }
-#endif
-
-    ngx_free(f);
-}
-
-
-/* releases a frame one holds, if any */
-
-static void
-ngx_http_kafka_stream_frame_drop(ngx_http_kafka_stream_frame_t **f)
-{
-    if (*f) {
-        ngx_http_kafka_stream_frame_release(*f);
-        *f = NULL;
-    }
-}
-
-
-static void
-ngx_http_kafka_stream_frame_cleanup(void *data)
-{
-    ngx_http_kafka_stream_frame_release(data);
 }
 
 
@@ -2235,203 +2063,6 @@ ngx_http_kafka_stream_publish(ngx_http_kafka_stream_group_t *g,
         ngx_http_kafka_stream_offer(v, f);
     }
 }
-
-
-/* why a message is not shown: too large, or not a complete image */
-
-static void
-ngx_http_kafka_stream_skipped(rd_kafka_message_t *msg, size_t max_frame_size)
-{
-    if (!ngx_http_kafka_stream_log_allowed()) {
-        return;
-    }
-
-    if (msg->len > max_frame_size) {
-        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                      "kafka stream: message of %uz bytes at \"%s\" [%D] "
-                      "offset %O is larger than kafka_stream_max_frame_size "
-                      "%uz, skipped", msg->len, rd_kafka_topic_name(msg->rkt),
-                      msg->partition, (off_t) msg->offset, max_frame_size);
-        return;
-    }
-
-    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                  "kafka stream: message of %uz bytes at \"%s\" [%D] "
-                  "offset %O is not a complete PNG or JPEG image, skipped",
-                  msg->len, rd_kafka_topic_name(msg->rkt), msg->partition,
-                  (off_t) msg->offset);
-}
-
-
-/* one copy of the message, with its part header made once for all */
-
-static ngx_http_kafka_stream_frame_t *
-ngx_http_kafka_stream_frame(rd_kafka_message_t *msg, int type)
-{
-    u_char                         *p;
-    size_t                          len;
-    int64_t                         ts;
-    ngx_time_t                     *tp;
-    rd_kafka_timestamp_type_t       tstype;
-    ngx_http_kafka_stream_frame_t  *f;
-    u_char                          part[NGX_HTTP_KAFKA_STREAM_PART_HEADER_MAX];
-
-    ts = rd_kafka_message_timestamp(msg, &tstype);
-
-    if (ts < 0) {
-        tp = ngx_timeofday();
-        ts = (int64_t) tp->sec * 1000 + tp->msec;
-    }
-
-    len = ngx_http_kafka_stream_part_header(part, type, msg->len, ts);
-
-    f = NULL;
-
-#if (NGX_HTTP_KAFKA_STREAM_IN_FILE)
-    if (msg->len >= NGX_HTTP_KAFKA_STREAM_FILE_MIN) {
-        f = ngx_http_kafka_stream_frame_file(msg, part, len);
-    }
-#endif
-
-    if (f == NULL) {
-        f = ngx_alloc(sizeof(ngx_http_kafka_stream_frame_t) + len + msg->len,
-                      ngx_cycle->log);
-        if (f == NULL) {
-            return NULL;
-        }
-
-        p = (u_char *) f + sizeof(ngx_http_kafka_stream_frame_t);
-
-        f->header.data = p;
-        p = ngx_cpymem(p, part, len);
-        ngx_memcpy(p, msg->payload, msg->len);
-
-#if (NGX_HTTP_KAFKA_STREAM_IN_FILE)
-        f->fd = NGX_INVALID_FILE;
-#endif
-    }
-
-    f->refs = 0;
-    f->offset = msg->offset;
-    f->partition = msg->partition;
-    f->received = ngx_current_msec;
-    f->timestamp = ts;
-
-    if (type == NGX_HTTP_KAFKA_STREAM_PNG) {
-        ngx_str_set(&f->type, "image/png");
-
-    } else {
-        ngx_str_set(&f->type, "image/jpeg");
-    }
-
-    f->header.len = len;
-    f->image.data = f->header.data + len;
-    f->image.len = msg->len;
-
-    return f;
-}
-
-
-#if (NGX_HTTP_KAFKA_STREAM_IN_FILE)
-
-/*
- * A frame in a memfd: the part header, the image and the default
- * separator, written, then mapped for the viewers that are sent from
- * memory.  Written rather than copied into the mapping, the pages take
- * no faults, and a viewer served by sendfile() never touches them.
- * NULL if the worker is out of descriptors or memory: the frame is then
- * kept on the heap as a small one is, and viewers get it all the same.
- */
-
-static ngx_http_kafka_stream_frame_t *
-ngx_http_kafka_stream_frame_file(rd_kafka_message_t *msg, u_char *header,
-    size_t len)
-{
-    u_char                         *p;
-    size_t                          size;
-    ssize_t                         n;
-    ngx_fd_t                        fd;
-    ngx_err_t                       err;
-    const char                     *failed;
-    struct iovec                    iov[3];
-    ngx_http_kafka_stream_frame_t  *f;
-
-    size = len + msg->len + ngx_http_kafka_stream_trailer.len;
-
-    fd = memfd_create("kafka-stream-frame", MFD_CLOEXEC);
-
-    if (fd == NGX_INVALID_FILE) {
-        err = ngx_errno;
-        failed = "memfd_create()";
-        goto failed;
-    }
-
-    iov[0].iov_base = header;
-    iov[0].iov_len = len;
-    iov[1].iov_base = msg->payload;
-    iov[1].iov_len = msg->len;
-    iov[2].iov_base = ngx_http_kafka_stream_trailer.data;
-    iov[2].iov_len = ngx_http_kafka_stream_trailer.len;
-
-    n = writev(fd, iov, 3);
-
-    if (n != (ssize_t) size) {
-        err = (n == -1) ? ngx_errno : 0;
-        failed = "writev()";
-        goto close;
-    }
-
-    p = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
-
-    if (p == MAP_FAILED) {
-        err = ngx_errno;
-        failed = "mmap()";
-        goto close;
-    }
-
-    f = ngx_alloc(sizeof(ngx_http_kafka_stream_frame_t), ngx_cycle->log);
-    if (f == NULL) {
-        ngx_http_kafka_stream_frame_unmap(p, size, fd);
-        return NULL;
-    }
-
-    f->fd = fd;
-    f->mapped = size;
-    f->header.data = p;
-
-    return f;
-
-close:
-
-    (void) close(fd);
-
-failed:
-
-    if (ngx_http_kafka_stream_log_allowed()) {
-        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, err,
-                      "kafka stream: %s of a frame's memfd failed, "
-                      "the frame is copied to each viewer", failed);
-    }
-
-    return NULL;
-}
-
-
-static void
-ngx_http_kafka_stream_frame_unmap(u_char *p, size_t size, ngx_fd_t fd)
-{
-    if (munmap(p, size) == -1) {
-        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, ngx_errno,
-                      "kafka stream: munmap() of a frame failed");
-    }
-
-    if (close(fd) == -1) {
-        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, ngx_errno,
-                      "kafka stream: close() of a frame's memfd failed");
-    }
-}
-
-#endif
 
 
 /* brokers and partitions, from the statistics (see the scanner) */
@@ -4409,44 +4040,6 @@ ngx_http_kafka_stream_exit_process(ngx_cycle_t *cycle)
     w->slot->pid = 0;
 
     ngx_http_kafka_stream_worker = NULL;
-}
-
-
-/* the cached frames and key groups, for a clean exit */
-
-static void
-ngx_http_kafka_stream_free_frames(ngx_http_kafka_stream_main_conf_t *kmcf)
-{
-    ngx_uint_t                        i;
-    ngx_queue_t                      *q;
-    ngx_http_kafka_stream_group_t    *g;
-    ngx_http_kafka_stream_source_t  **sources, *src;
-
-    sources = kmcf->sources.elts;
-
-    for (i = 0; i < kmcf->sources.nelts; i++) {
-        src = sources[i];
-
-        while (!ngx_queue_empty(&src->groups)) {
-            q = ngx_queue_head(&src->groups);
-            g = ngx_queue_data(q, ngx_http_kafka_stream_group_t, queue);
-
-            ngx_queue_remove(q);
-
-            if (g->latest) {
-                ngx_http_kafka_stream_frame_release(g->latest);
-            }
-
-            ngx_free(g);
-        }
-
-        src->idle_groups = 0;
-
-        if (src->all && src->all->latest) {
-            ngx_http_kafka_stream_frame_release(src->all->latest);
-            src->all->latest = NULL;
-        }
-    }
 }
 
 

@@ -312,6 +312,24 @@ ngx_uint_t ngx_http_kafka_stream_log_allowed(void);
 void ngx_http_kafka_stream_log(rd_kafka_event_t *ev);
 
 
+/* src/ngx_http_kafka_stream_frame.c */
+
+ngx_http_kafka_stream_frame_t *ngx_http_kafka_stream_frame(
+    rd_kafka_message_t *msg, int type);
+void ngx_http_kafka_stream_frame_release(ngx_http_kafka_stream_frame_t *f);
+void ngx_http_kafka_stream_frame_drop(ngx_http_kafka_stream_frame_t **f);
+void ngx_http_kafka_stream_frame_cleanup(void *data);
+void ngx_http_kafka_stream_skipped(rd_kafka_message_t *msg,
+    size_t max_frame_size);
+ngx_http_kafka_stream_group_t *ngx_http_kafka_stream_group(
+    ngx_http_kafka_stream_source_t *src, u_char *key, size_t len,
+    ngx_uint_t create);
+void ngx_http_kafka_stream_group_release(ngx_http_kafka_stream_source_t *src,
+    ngx_http_kafka_stream_group_t *g);
+void ngx_http_kafka_stream_free_frames(
+    ngx_http_kafka_stream_main_conf_t *kmcf);
+
+
 extern ngx_module_t  ngx_http_kafka_stream_module;
 
 
