@@ -330,6 +330,16 @@ void ngx_http_kafka_stream_free_frames(
     ngx_http_kafka_stream_main_conf_t *kmcf);
 
 
+/* src/ngx_http_kafka_stream_response.c */
+
+ngx_int_t ngx_http_kafka_stream_refuse(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *reason);
+ngx_table_elt_t *ngx_http_kafka_stream_header(ngx_http_request_t *r,
+    char *key);
+ngx_int_t ngx_http_kafka_stream_no_cache(ngx_http_request_t *r);
+ngx_int_t ngx_http_kafka_stream_respond(ngx_http_request_t *r, ngx_buf_t *b);
+
+
 extern ngx_module_t  ngx_http_kafka_stream_module;
 
 
