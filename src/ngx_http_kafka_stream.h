@@ -306,6 +306,27 @@ typedef struct {
 } ngx_http_kafka_stream_worker_t;
 
 
+/* a worker's slot in the shared zone, and its counters of a source */
+
+static ngx_inline ngx_http_kafka_stream_slot_t *
+ngx_http_kafka_stream_slot(ngx_http_kafka_stream_main_conf_t *kmcf,
+    void *slots, ngx_uint_t n)
+{
+    return (ngx_http_kafka_stream_slot_t *)
+               ((u_char *) slots + n * kmcf->slot_size);
+}
+
+
+static ngx_inline ngx_http_kafka_stream_counters_t *
+ngx_http_kafka_stream_counters(ngx_http_kafka_stream_slot_t *slot,
+    ngx_uint_t index)
+{
+    return (ngx_http_kafka_stream_counters_t *)
+               ((u_char *) slot + sizeof(ngx_http_kafka_stream_slot_t))
+           + index;
+}
+
+
 /* src/ngx_http_kafka_stream_log.c */
 
 ngx_uint_t ngx_http_kafka_stream_log_allowed(void);
@@ -340,6 +361,14 @@ ngx_int_t ngx_http_kafka_stream_no_cache(ngx_http_request_t *r);
 ngx_int_t ngx_http_kafka_stream_respond(ngx_http_request_t *r, ngx_buf_t *b);
 
 
+/* src/ngx_http_kafka_stream_status.c */
+
+ngx_int_t ngx_http_kafka_stream_status(ngx_http_request_t *r);
+ngx_int_t ngx_http_kafka_stream_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+
+
+extern ngx_http_kafka_stream_worker_t  *ngx_http_kafka_stream_worker;
 extern ngx_module_t  ngx_http_kafka_stream_module;
 
 
