@@ -61,6 +61,7 @@
 typedef struct ngx_http_kafka_stream_source_s  ngx_http_kafka_stream_source_t;
 typedef struct ngx_http_kafka_stream_viewer_s  ngx_http_kafka_stream_viewer_t;
 typedef struct ngx_http_kafka_stream_replay_s  ngx_http_kafka_stream_replay_t;
+typedef struct ngx_http_kafka_stream_worker_s  ngx_http_kafka_stream_worker_t;
 
 
 typedef struct {
@@ -288,9 +289,34 @@ struct ngx_http_kafka_stream_replay_s {
 };
 
 
-/* per worker process */
+/*
+ * The consumer's calls up a layer, to the viewers (src/..._live.c) and
+ * the replays (src/..._replay.c): the module gives them at init_process.
+ */
 
 typedef struct {
+    /* a new frame for a group: it becomes the latest, its viewers get it */
+    void                          (*publish)(
+                                      ngx_http_kafka_stream_group_t *g,
+                                      ngx_http_kafka_stream_frame_t *f,
+                                      ngx_uint_t catchup);
+    /* a graceful shutdown (the tick noticed it): every stream ends */
+    void                          (*shutdown)(
+                                      ngx_http_kafka_stream_worker_t *w);
+    /* the worker exits (exit_process): the viewers, the replays left */
+    void                          (*exit_viewers)(
+                                      ngx_http_kafka_stream_worker_t *w);
+#if (NGX_THREADS)
+    void                          (*exit_replays)(
+                                      ngx_http_kafka_stream_worker_t *w,
+                                      ngx_log_t *log);
+#endif
+} ngx_http_kafka_stream_hooks_t;
+
+
+/* per worker process: the consumer's */
+
+struct ngx_http_kafka_stream_worker_s {
     rd_kafka_t                     *rk;
     rd_kafka_queue_t               *queue;
     ngx_connection_t               *wakeup;     /* read end of the pipe */
@@ -303,7 +329,8 @@ typedef struct {
     ngx_uint_t                      nreplays;
     ngx_uint_t                      brokers_up;
     ngx_uint_t                      exiting;    /* in exit_process */
-} ngx_http_kafka_stream_worker_t;
+    const ngx_http_kafka_stream_hooks_t  *hooks;  /* the layers above */
+};
 
 
 /* a worker's slot in the shared zone, and its counters of a source */
@@ -367,6 +394,18 @@ ngx_int_t ngx_http_kafka_stream_status(ngx_http_request_t *r);
 ngx_int_t ngx_http_kafka_stream_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 
+
+/* src/ngx_http_kafka_stream_consumer.c */
+
+ngx_int_t ngx_http_kafka_stream_worker_init(ngx_cycle_t *cycle,
+    const ngx_http_kafka_stream_hooks_t *hooks);
+void ngx_http_kafka_stream_exit_process(ngx_cycle_t *cycle);
+rd_kafka_conf_t *ngx_http_kafka_stream_rdconf(ngx_log_t *log,
+    ngx_http_kafka_stream_main_conf_t *kmcf, ngx_keyval_t *more);
+ngx_connection_t *ngx_http_kafka_stream_pipe(ngx_fd_t *fds,
+    ngx_event_handler_pt handler, void *data, ngx_uint_t level);
+void ngx_http_kafka_stream_pipe_read(ngx_connection_t *c);
+void ngx_http_kafka_stream_pipe_close(ngx_connection_t **c, ngx_fd_t *fds);
 
 extern ngx_http_kafka_stream_worker_t  *ngx_http_kafka_stream_worker;
 extern ngx_module_t  ngx_http_kafka_stream_module;
