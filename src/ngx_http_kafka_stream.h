@@ -200,6 +200,17 @@ struct ngx_http_kafka_stream_viewer_s {
     ngx_http_kafka_stream_frame_t  *waiting;    /* next to send */
     ngx_http_kafka_stream_frame_t  *last;       /* last one sent */
 
+    /*
+     * Set with "replay" by the replay (src/..._replay.c), which sits
+     * above the viewers: what a viewer asks of its replay.
+     */
+    ngx_int_t                     (*replay_headers)(ngx_http_request_t *r,
+                                       ngx_http_kafka_stream_replay_t *rp);
+    ngx_http_kafka_stream_frame_t *(*replay_shown)(
+                                       ngx_http_kafka_stream_replay_t *rp);
+    void                          (*replay_release)(
+                                       ngx_http_kafka_stream_replay_t *rp);
+
     ngx_event_t                     send;       /* posted on a new frame */
     ngx_event_t                     resend;     /* idle re-send timer */
 
@@ -408,6 +419,28 @@ void ngx_http_kafka_stream_pipe_read(ngx_connection_t *c);
 void ngx_http_kafka_stream_pipe_close(ngx_connection_t **c, ngx_fd_t *fds);
 
 extern ngx_http_kafka_stream_worker_t  *ngx_http_kafka_stream_worker;
+
+
+/* src/ngx_http_kafka_stream_live.c */
+
+ngx_int_t ngx_http_kafka_stream_start(ngx_http_request_t *r,
+    ngx_http_kafka_stream_loc_conf_t *kslcf);
+ngx_int_t ngx_http_kafka_stream_key(ngx_http_request_t *r,
+    ngx_http_kafka_stream_loc_conf_t *kslcf, ngx_str_t *key);
+ngx_http_kafka_stream_viewer_t *ngx_http_kafka_stream_viewer(
+    ngx_http_request_t *r, ngx_http_kafka_stream_loc_conf_t *kslcf);
+void ngx_http_kafka_stream_join(ngx_http_kafka_stream_viewer_t *v,
+    ngx_http_kafka_stream_group_t *g);
+ngx_int_t ngx_http_kafka_stream_open(ngx_http_kafka_stream_viewer_t *v);
+void ngx_http_kafka_stream_publish(ngx_http_kafka_stream_group_t *g,
+    ngx_http_kafka_stream_frame_t *f, ngx_uint_t catchup);
+void ngx_http_kafka_stream_offer(ngx_http_kafka_stream_viewer_t *v,
+    ngx_http_kafka_stream_frame_t *f);
+void ngx_http_kafka_stream_close_viewers(ngx_http_kafka_stream_worker_t *w);
+void ngx_http_kafka_stream_finalize_viewers(
+    ngx_http_kafka_stream_worker_t *w);
+ngx_int_t ngx_http_kafka_stream_snapshot(ngx_http_request_t *r,
+    ngx_http_kafka_stream_frame_t *f);
 extern ngx_module_t  ngx_http_kafka_stream_module;
 
 
