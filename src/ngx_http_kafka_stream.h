@@ -441,6 +441,20 @@ void ngx_http_kafka_stream_finalize_viewers(
     ngx_http_kafka_stream_worker_t *w);
 ngx_int_t ngx_http_kafka_stream_snapshot(ngx_http_request_t *r,
     ngx_http_kafka_stream_frame_t *f);
+
+
+#if (NGX_THREADS)
+
+/* src/ngx_http_kafka_stream_replay_task.c */
+
+void ngx_http_kafka_stream_replay_lookup(void *data, ngx_log_t *log);
+void ngx_http_kafka_stream_replay_destroy(void *data, ngx_log_t *log);
+
+#endif
+
+
+/* ngx_http_kafka_stream_module.c */
+
 extern ngx_module_t  ngx_http_kafka_stream_module;
 
 
