@@ -445,6 +445,18 @@ ngx_int_t ngx_http_kafka_stream_snapshot(ngx_http_request_t *r,
 
 #if (NGX_THREADS)
 
+/* src/ngx_http_kafka_stream_replay.c */
+
+ngx_int_t ngx_http_kafka_stream_replay_args(ngx_http_request_t *r,
+    ngx_http_kafka_stream_loc_conf_t *kslcf,
+    ngx_http_kafka_stream_replay_args_t *ra);
+ngx_int_t ngx_http_kafka_stream_replay_start(ngx_http_request_t *r,
+    ngx_http_kafka_stream_loc_conf_t *kslcf,
+    ngx_http_kafka_stream_replay_args_t *ra);
+void ngx_http_kafka_stream_replay_exit(ngx_http_kafka_stream_worker_t *w,
+    ngx_log_t *log);
+
+
 /* src/ngx_http_kafka_stream_replay_task.c */
 
 void ngx_http_kafka_stream_replay_lookup(void *data, ngx_log_t *log);
