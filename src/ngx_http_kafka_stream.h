@@ -445,11 +445,15 @@ ngx_int_t ngx_http_kafka_stream_snapshot(ngx_http_request_t *r,
 
 #if (NGX_THREADS)
 
-/* src/ngx_http_kafka_stream_replay.c */
+/* src/ngx_http_kafka_stream_replay_args.c */
 
 ngx_int_t ngx_http_kafka_stream_replay_args(ngx_http_request_t *r,
     ngx_http_kafka_stream_loc_conf_t *kslcf,
     ngx_http_kafka_stream_replay_args_t *ra);
+
+
+/* src/ngx_http_kafka_stream_replay.c */
+
 ngx_int_t ngx_http_kafka_stream_replay_start(ngx_http_request_t *r,
     ngx_http_kafka_stream_loc_conf_t *kslcf,
     ngx_http_kafka_stream_replay_args_t *ra);

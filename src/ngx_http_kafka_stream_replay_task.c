@@ -22,7 +22,6 @@
 
 #if (NGX_THREADS)
 
-
 /* all a replay's lookups in the thread pool together, milliseconds */
 #define NGX_HTTP_KAFKA_STREAM_LOOKUP_TIME   5000
 /* messages looked at first, backwards, for a key's frame at a time */
