@@ -23,6 +23,32 @@
  * by their Kafka timestamps on nginx timers.  What blocks in librdkafka
  * (looking offsets up, destroying a handle) runs in nginx's thread pool;
  * at the live end the viewer joins its live group.
+ *
+ * Where each part lives: this file holds the directives, configuration,
+ * the content handler that dispatches, init_process and the ngx_module_t;
+ * the rest is in src/, ngx_http_kafka_stream_<part>.c, from the top
+ * layer down (a file calls only those below it):
+ *
+ *   replay        replays: their own consumers, pacing, the live end
+ *   replay_args   a replay's query arguments
+ *   replay_task   a replay's tasks in the thread pool: the lookup of its
+ *                 start, the destruction of its consumer
+ *   live          viewers: fan-out, newest frame wins, idle re-send, the
+ *                 end of streams; the snapshot
+ *   status        the counters' shared zone, JSON and Prometheus
+ *   consumer      the worker's start and exit, its consumer, the wake-up
+ *                 pipe, drain, statistics, partitions, the tick
+ *   frame         frames: copied once, in a memfd when large,
+ *                 reference-counted, grouped by key; why one is skipped
+ *   response      answers of one buffer, and the headers they share
+ *   log           librdkafka's lines, the limit on warnings
+ *   parse         pure functions: images, statistics, names, times
+ *
+ * ngx_http_kafka_stream.h holds the shared types and prototypes.  A lower
+ * layer reaches a higher one only through a hook the higher one set: the
+ * consumer calls the viewers and the replays through the hooks given at
+ * init_process (ngx_http_kafka_stream_hooks below), a viewer its replay
+ * through the replay_* hooks the replay sets on it.
  */
 
 
@@ -204,7 +230,8 @@ static ngx_uint_t  ngx_http_kafka_stream_generation;
 
 /*
  * What the consumer (src/..._consumer.c) calls up to: it sits below the
- * viewers and the replays, and names nothing of theirs.
+ * viewers and the replays, and names nothing of theirs; init_process
+ * gives it these.
  */
 
 static const ngx_http_kafka_stream_hooks_t  ngx_http_kafka_stream_hooks = {

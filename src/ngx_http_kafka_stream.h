@@ -2,7 +2,10 @@
 /*
  * ngx_http_kafka_stream_module: what its files share.  The types and
  * constants that more than one file needs, and the functions each file
- * offers the others, grouped by the file that defines them.
+ * offers the others, grouped by the file that defines them, from the
+ * bottom layer up (the layers: the top of ngx_http_kafka_stream_module.c).
+ * Where a lower layer calls a higher one, it calls a hook the higher one
+ * set: ngx_http_kafka_stream_hooks_t in the worker, replay_* in a viewer.
  */
 
 
@@ -371,6 +374,16 @@ ngx_uint_t ngx_http_kafka_stream_log_allowed(void);
 void ngx_http_kafka_stream_log(rd_kafka_event_t *ev);
 
 
+/* src/ngx_http_kafka_stream_response.c */
+
+ngx_int_t ngx_http_kafka_stream_refuse(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *reason);
+ngx_table_elt_t *ngx_http_kafka_stream_header(ngx_http_request_t *r,
+    char *key);
+ngx_int_t ngx_http_kafka_stream_no_cache(ngx_http_request_t *r);
+ngx_int_t ngx_http_kafka_stream_respond(ngx_http_request_t *r, ngx_buf_t *b);
+
+
 /* src/ngx_http_kafka_stream_frame.c */
 
 ngx_http_kafka_stream_frame_t *ngx_http_kafka_stream_frame(
@@ -387,23 +400,6 @@ void ngx_http_kafka_stream_group_release(ngx_http_kafka_stream_source_t *src,
     ngx_http_kafka_stream_group_t *g);
 void ngx_http_kafka_stream_free_frames(
     ngx_http_kafka_stream_main_conf_t *kmcf);
-
-
-/* src/ngx_http_kafka_stream_response.c */
-
-ngx_int_t ngx_http_kafka_stream_refuse(ngx_http_request_t *r,
-    ngx_uint_t status, ngx_str_t *reason);
-ngx_table_elt_t *ngx_http_kafka_stream_header(ngx_http_request_t *r,
-    char *key);
-ngx_int_t ngx_http_kafka_stream_no_cache(ngx_http_request_t *r);
-ngx_int_t ngx_http_kafka_stream_respond(ngx_http_request_t *r, ngx_buf_t *b);
-
-
-/* src/ngx_http_kafka_stream_status.c */
-
-ngx_int_t ngx_http_kafka_stream_status(ngx_http_request_t *r);
-ngx_int_t ngx_http_kafka_stream_init_zone(ngx_shm_zone_t *shm_zone,
-    void *data);
 
 
 /* src/ngx_http_kafka_stream_consumer.c */
@@ -443,7 +439,20 @@ ngx_int_t ngx_http_kafka_stream_snapshot(ngx_http_request_t *r,
     ngx_http_kafka_stream_frame_t *f);
 
 
+/* src/ngx_http_kafka_stream_status.c */
+
+ngx_int_t ngx_http_kafka_stream_status(ngx_http_request_t *r);
+ngx_int_t ngx_http_kafka_stream_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+
+
 #if (NGX_THREADS)
+
+/* src/ngx_http_kafka_stream_replay_task.c */
+
+void ngx_http_kafka_stream_replay_lookup(void *data, ngx_log_t *log);
+void ngx_http_kafka_stream_replay_destroy(void *data, ngx_log_t *log);
+
 
 /* src/ngx_http_kafka_stream_replay_args.c */
 
@@ -459,12 +468,6 @@ ngx_int_t ngx_http_kafka_stream_replay_start(ngx_http_request_t *r,
     ngx_http_kafka_stream_replay_args_t *ra);
 void ngx_http_kafka_stream_replay_exit(ngx_http_kafka_stream_worker_t *w,
     ngx_log_t *log);
-
-
-/* src/ngx_http_kafka_stream_replay_task.c */
-
-void ngx_http_kafka_stream_replay_lookup(void *data, ngx_log_t *log);
-void ngx_http_kafka_stream_replay_destroy(void *data, ngx_log_t *log);
 
 #endif
 

@@ -1,8 +1,9 @@
 
 /*
- * The worker's Kafka consumer.  Every worker process makes one in
- * init_process, after fork (librdkafka's threads would not survive
- * fork()), for all the topics and partitions the configuration names.
+ * The worker's Kafka consumer, with the worker's start and exit.  Every
+ * worker process makes one in init_process, after fork (librdkafka's
+ * threads would not survive fork()), for all the topics and partitions
+ * the configuration names, and destroys it in exit_process.
  * Its queue wakes the event loop through a pipe registered as a read
  * event, and drain() takes what is there without ever waiting; each
  * message is checked and made a frame (src/..._frame.c) once for all

@@ -5,9 +5,10 @@
  * in postconfiguration, made here, and read by the location with
  * kafka_stream_status, which sums the workers and answers JSON, or
  * Prometheus text when asked for.  It reads the worker's state
- * (src/..._consumer.c) and the key groups (src/..._frame.c), answers
- * through src/..._response.c, and nothing calls it but the content
- * handler and the zone's init.
+ * (src/..._consumer.c) and the key groups (src/..._frame.c) and answers
+ * through src/..._response.c; the content handler calls it, and
+ * postconfiguration gives the zone its init.  The consumer counts in its
+ * slot through the two accessors in the header.
  */
 
 
