@@ -382,12 +382,17 @@ ngx_table_elt_t *ngx_http_kafka_stream_header(ngx_http_request_t *r,
     char *key);
 ngx_int_t ngx_http_kafka_stream_no_cache(ngx_http_request_t *r);
 ngx_int_t ngx_http_kafka_stream_respond(ngx_http_request_t *r, ngx_buf_t *b);
+ngx_int_t ngx_http_kafka_stream_arg(ngx_http_request_t *r, char *name,
+    ngx_str_t *value);
 
 
 /* src/ngx_http_kafka_stream_frame.c */
 
 ngx_http_kafka_stream_frame_t *ngx_http_kafka_stream_frame(
     rd_kafka_message_t *msg, int type);
+ngx_http_kafka_stream_frame_t *ngx_http_kafka_stream_frame_make(
+    u_char *image, size_t size, int type, int64_t timestamp,
+    int32_t partition, int64_t offset);
 void ngx_http_kafka_stream_frame_release(ngx_http_kafka_stream_frame_t *f);
 void ngx_http_kafka_stream_frame_drop(ngx_http_kafka_stream_frame_t **f);
 void ngx_http_kafka_stream_frame_cleanup(void *data);
