@@ -353,6 +353,7 @@ ngx_http_kafka_stream_group(ngx_http_kafka_stream_source_t *src, u_char *key,
     ngx_memcpy(g->key.data, key, len);
 
     ngx_queue_init(&g->viewers);
+    ngx_queue_init(&g->renditions);
     g->nviewers = 0;
     g->all = 0;
     g->latest = NULL;
