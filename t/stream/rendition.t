@@ -5,7 +5,7 @@
 # told apart and the rate is checked.  Every block has a topic of its own.
 
 use Test::Nginx::Socket 'no_plan';
-use KafkaStream::Test topics => [map { "w$_:1" } 1 .. 16];
+use KafkaStream::Test topics => [(map { "w$_:1" } 1 .. 17), 'w18:2'];
 use KafkaStream::Viewers;
 use File::Temp ();
 use POSIX ();
@@ -672,3 +672,66 @@ rendition(s) freed at exit
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 17: a reload ends the streams of a size with the closing boundary
+--- http_config
+    kafka_stream_brokers $TEST_NGINX_KAFKA_BROKERS;
+    kafka_stream_idle_resend 0;
+--- config
+    location /stream { kafka_stream w17; kafka_stream_sizes 160; }
+    location /status { kafka_stream_status; }
+--- init
+produce_when_watched(1, 'w17', [main::stamped(\@::J, 100, 0 .. 2)],
+                     interval => 0.2);
+my $pid = fork;
+if ($pid == 0) {
+    my $deadline = time + 30;
+    until (time > $deadline) {
+        my $s = status_json();
+        # the first frame comes twice (produce_when_watched), then 1 and 2
+        last if $s && $s->{streams}[0]{parts_sent} >= 4;
+        Time::HiRes::sleep(0.02);
+    }
+    open my $in, '<', "$Test::Nginx::Util::ServRoot/logs/nginx.pid"
+        or POSIX::_exit(1);
+    kill 'HUP', scalar <$in>;
+    POSIX::_exit(0);
+}
+push @KafkaStream::Test::Children, $pid;
+--- request
+GET /stream?width=160
+--- timeout: 10
+--- parts: mjpeg 160x90
+--- stamps: 0 1 2
+--- response_body_like: \r\n--kafka-stream-frame--\r\n\z
+--- wait: 0.5
+--- error_log
+gracefully shutting down
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 18: a location of one partition, at a size: that partition's frames only
+--- http_config
+    kafka_stream_brokers $TEST_NGINX_KAFKA_BROKERS;
+    kafka_stream_idle_resend 0;
+--- config
+    location /one { kafka_stream w18; kafka_stream_partition 1; kafka_stream_sizes 160; }
+    location /status { kafka_stream_status; }
+--- init
+produce_when_watched(1, 'w18', [
+    [$::J[0], partition => 1, timestamp => $::Base],
+    [$::J[1], partition => 0, timestamp => $::Base + 100],
+    [$::J[2], partition => 1, timestamp => $::Base + 200],
+    [$::J[3], partition => 0, timestamp => $::Base + 300],
+    [$::J[4], partition => 1, timestamp => $::Base + 400]], interval => 0.2);
+--- request
+GET /one?width=160
+--- abort
+--- timeout: 5
+--- parts: mjpeg 160x90
+--- stamps: 0 2 4
