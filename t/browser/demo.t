@@ -92,11 +92,18 @@ my $png_time;
          '... on the broker\'s storage of the first');
 
     # the PNG frames of the first run are still in Kafka: camera 1's
-    # frame of then, while JPEG frames come now
-    my $then = $demo->get(sprintf 'snapshot?id=cam1&at=%.3f', $png_time);
-    is($then->header('Content-Type'), 'image/png',
+    # frame of then, while JPEG frames come now.  Asked of each partition:
+    # without partition= a worker that has no frame of cam1 yet asks
+    # partition 0, and cam1 is in one of the two
+    my @then = map {
+        $demo->get(sprintf 'snapshot?id=cam1&partition=%d&at=%.3f',
+                   $_, $png_time)
+    } 0, 1;
+    is(scalar(grep { ($_->header('Content-Type') // '') eq 'image/png' }
+              @then), 1,
        '... which still holds the first run\'s frames')
-        or diag $then->status_line, ' ', $then->decoded_content;
+        or diag join "\n", map { $_->status_line . ' '
+                                 . $_->decoded_content } @then;
 
     my $keys = poll(20, sub {
         my $s = $demo->stream_status('dbtech') or return undef;
