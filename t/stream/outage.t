@@ -48,12 +48,16 @@ if ($pid == 0) {
         die "the frames were not produced\n" if $? != 0;
 
         # every frame taken in, up to the last one in Kafka, went out to
-        # the viewer: a reload ends the stream
+        # the viewer, and the worker said it is connected (its statistics,
+        # once a second): a reload ends the stream
         my $last = (consume('dbtech'))[-1]{offset};
         for (;;) {
             my $s = (status_json() // {})->{streams}[0] // {};
+            open my $log, '<', $Test::Nginx::Util::ErrLogFile
+                or die "error.log: $!\n";
             last if ($s->{last_offset} // -1) == $last
-                    && $s->{parts_sent} == $s->{frames_in};
+                    && $s->{parts_sent} == $s->{frames_in}
+                    && grep { /1 broker\(s\) connected/ } <$log>;
             die "the frames never reached the viewer\n" if time > $deadline;
             select undef, undef, undef, 0.02;
         }
