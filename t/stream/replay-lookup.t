@@ -126,6 +126,10 @@ add_response_body_check(sub {
     my ($block, $body, $req) = @_;
     my $name = $block->name;
 
+    # what "--- init" started ends with its block
+    ok(wait_for_children(), "$name - helpers done")
+        if @KafkaStream::Test::Children;
+
     # "--- replay_frames eval": per request, the index in @K of the one
     # frame the replay must have sent, and then its closing boundary
     my $want = $block->replay_frames;
