@@ -12,8 +12,6 @@ use Test::Nginx::Socket 'no_plan';
 use KafkaStream::Test topics => ['times:1', 'gone:1', 'reload:1'],
                       own_broker => 1;
 use KafkaStream::Viewers;
-use POSIX ();
-use Time::HiRes ();
 
 our $N = 40;
 our @F = make_frames($N, format => 'png', size => '64x48');
@@ -72,56 +70,6 @@ no warnings 'once';
 *Test::Nginx::Util::K = \@K;
 
 
-# waits until the status says so: true, or false after 10 s
-sub status_until {
-    my ($code) = @_;
-    my $deadline = time + 10;
-
-    until ($code->(status_json() // {})) {
-        return 0 if time > $deadline;
-        Time::HiRes::sleep(0.02);
-    }
-
-    return 1;
-}
-
-
-# replay consumers alive in nginx (the Prometheus status says it)
-sub replays {
-    my $text = KafkaStream::Viewers::http_get('/status?format=prometheus')
-        // return -1;
-    return $text =~ /^kafka_stream_replays (\d+)$/m ? $1 : -1;
-}
-
-
-# a child that runs $code once error.log has a line matching $re
-sub after_log {
-    my ($re, $code) = @_;
-
-    my $pid = fork;
-    die "fork: $!\n" if !defined $pid;
-
-    if ($pid == 0) {
-        my $ok = eval {
-            my $deadline = time + 30;
-            for (;;) {
-                open my $in, '<', $Test::Nginx::Util::ErrLogFile or die $!;
-                last if grep { /$re/ } <$in>;
-                close $in;
-                die "never logged: $re\n" if time > $deadline;
-                Time::HiRes::sleep(0.02);
-            }
-            $code->();
-            1;
-        };
-        warn $@ if !$ok;
-        POSIX::_exit($ok ? 0 : 1);
-    }
-
-    push @KafkaStream::Test::Children, $pid;
-}
-
-
 add_response_body_check(sub {
     my ($block, $body, $req) = @_;
     my $name = $block->name;
@@ -143,13 +91,7 @@ add_response_body_check(sub {
     # a hung broker runs again after the block; the old worker of its
     # reload has left before that, while the broker still hung
     if ($block->old_worker_exits) {
-        my ($exited, $deadline) = (0, time + 30);
-        until ($exited || time > $deadline) {
-            open my $in, '<', $Test::Nginx::Util::ErrLogFile or last;
-            $exited = grep { /worker process \d+ exited with code 0/ } <$in>;
-            Time::HiRes::sleep(0.05) if !$exited;
-        }
-        ok($exited, "$name - the old worker exited");
+        ok(old_worker_exited(), "$name - the old worker exited");
     }
 
     broker_control('resume 1') if $block->broker_paused;

@@ -12,7 +12,6 @@ use KafkaStream::Test topics => [map({ "r$_:1" } 1 .. 13), 'rall:2'];
 use KafkaStream::Viewers;
 use File::Temp ();
 use POSIX ();
-use Time::HiRes ();
 
 our @F = make_frames(78, format => 'png', size => '32x24');
 our $Base = (int(time) - 3600) * 1000;
@@ -50,57 +49,6 @@ sub history {
     }
 
     produce_batch($topic, \@msgs, %opts);
-}
-
-
-# waits until the status says so: true, or false after 10 s; the checks
-# of the block tell what went wrong
-sub status_until {
-    my ($code) = @_;
-    my $deadline = time + 10;
-
-    until ($code->(status_json() // {})) {
-        return 0 if time > $deadline;
-        Time::HiRes::sleep(0.02);
-    }
-
-    return 1;
-}
-
-
-# replay consumers alive in nginx (the Prometheus status says it)
-sub replays {
-    my $text = KafkaStream::Viewers::http_get('/status?format=prometheus')
-        // return -1;
-    return $text =~ /^kafka_stream_replays (\d+)$/m ? $1 : -1;
-}
-
-
-# a child that runs $code once error.log has a line matching $re
-sub after_log {
-    my ($re, $code) = @_;
-
-    my $pid = fork;
-    die "fork: $!\n" if !defined $pid;
-
-    if ($pid == 0) {
-        my $ok = eval {
-            my $deadline = time + 30;
-            for (;;) {
-                open my $in, '<', $Test::Nginx::Util::ErrLogFile or die $!;
-                last if grep { /$re/ } <$in>;
-                close $in;
-                die "never logged: $re\n" if time > $deadline;
-                Time::HiRes::sleep(0.02);
-            }
-            $code->();
-            1;
-        };
-        warn $@ if !$ok;
-        POSIX::_exit($ok ? 0 : 1);
-    }
-
-    push @KafkaStream::Test::Children, $pid;
 }
 
 
@@ -149,13 +97,7 @@ add_response_body_check(sub {
 
     # the old worker of a reload leaves, its replay consumers destroyed
     if ($block->old_worker_exits) {
-        my ($exited, $deadline) = (0, time + 30);
-        until ($exited || time > $deadline) {
-            open my $in, '<', $Test::Nginx::Util::ErrLogFile or last;
-            $exited = grep { /worker process \d+ exited with code 0/ } <$in>;
-            Time::HiRes::sleep(0.05) if !$exited;
-        }
-        ok($exited, "$name - the old worker exited");
+        ok(old_worker_exited(), "$name - the old worker exited");
     }
 
     if ($block->ends) {
