@@ -359,7 +359,9 @@ sub spawn {
 sub start_nginx {
     my ($conf) = @_;
     my @cmd = nginx_command();
-    my $errfile = "$ServRoot/nginx.stderr";
+    # in logs/, which upstream's runner removes between files (it stops
+    # at anything else it finds in TEST_NGINX_SERVROOT)
+    my $errfile = "$LogDir/nginx.stderr";
     my ($deadline, $pid);
 
     setup_server_root($conf);
