@@ -707,15 +707,21 @@ ngx_http_kafka_stream_message(rd_kafka_message_t *msg)
             if (f == NULL) {
                 return;
             }
+
+            /*
+             * A reference held until every source has had the frame: a
+             * group that refuses it (an older frame in the catch-up)
+             * takes none, and the frame must outlive that for the next
+             * source of the topic.
+             */
+
+            f->refs++;
         }
 
         c->frames_in++;
         c->bytes_in += msg->len;
         c->last_offset = msg->offset;
         c->latest_msec = ngx_current_msec;
-
-        /* holds a reference while the groups are updated */
-        f->refs++;
 
         ngx_http_kafka_stream_worker->hooks->publish(src->all, f, catchup);
 
@@ -726,7 +732,9 @@ ngx_http_kafka_stream_message(rd_kafka_message_t *msg)
                 ngx_http_kafka_stream_worker->hooks->publish(g, f, catchup);
             }
         }
+    }
 
+    if (f) {
         ngx_http_kafka_stream_frame_release(f);
     }
 }
