@@ -73,11 +73,6 @@ is(parts($one, 2), '1 2', 'partition 1\'s viewer gets the old frame, then '
 is(parts($all, 2), '0 2', 'the viewer of all of it gets no older frame '
                           . 'after a newer one');
 
-my @log = log_lines($ng, 0);
-is(join('', grep { /\[(?:alert|crit|emerg)\]|exited on signal/ } @log), '',
-   'no alert, crit, emerg or crash');
-
-ok(nginx_stop($ng), 'nginx stops');
-is(join("\n", valgrind_errors($ng)), '', 'valgrind: no memory errors');
+nginx_done($ng);
 
 done_testing;

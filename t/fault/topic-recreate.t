@@ -174,10 +174,6 @@ my @log = log_lines($ng, 0);
 is(scalar(grep { /$gone_re/ } @log), 2, 'the deletion is said once per '
                                         . 'worker');
 is(scalar(grep { /$back_re/ } @log), 2, 'the return too');
-is(join('', grep { /\[(?:alert|crit|emerg)\]|exited on signal/ } @log), '',
-   'no alert, crit, emerg or crash');
-
-ok(nginx_stop($ng), 'nginx stops');
-is(join("\n", valgrind_errors($ng)), '', 'valgrind: no memory errors');
+nginx_done($ng);
 
 done_testing;
