@@ -7,18 +7,20 @@
 #     whose Kafka lookups run in the thread pool, gets its 503 after
 #     the module's 5 s while the status answers meanwhile;
 #   - "nginx -s reload" during the hang does not hang: the old workers
-#     (with their consumers, and the replay's, waiting on the broker)
-#     exit within a bound, and the viewers, reconnecting as the page
-#     does, are served by the new workers;
+#     exit within a bound (the one whose replay waits on the broker in a
+#     thread of the pool when the reload comes stays until that lookup
+#     gives up, the module's 5 s), and the viewers, reconnecting as the
+#     page does, are served by the new workers;
 #   - after SIGCONT the new workers' frames reach every viewer.
 #
 # Measured (2 cores shared with other test runs, 6 runs of this file):
 # status and snapshots answered in 0.075 s at most during the hang; the
 # old worker without the replay exited 0.13 to 0.17 s after "nginx -s
-# reload", the one with it 5.00 to 5.04 s after (the lookup's 5 s); the
-# frames reached every viewer 0.09 to 0.97 s after the broker was resumed.
-# The test allows $Answer s for an answer and for the first old worker,
-# $Exit s for the other and $Back s for the frames.
+# reload" (0.52 s under make test SANITIZE=1), the one with it 5.00 to
+# 5.04 s after; the frames reached every viewer 0.09 to 0.97 s after the
+# broker was resumed.  The test allows $Answer s for an answer, $Exit1 s
+# for the first old worker, $Exit s for the other and $Back s for the
+# frames.
 
 use strict;
 use warnings;
@@ -36,7 +38,8 @@ use Reliability;
 my $Viewers = 20;
 my $slow = slow_factor();
 my $Answer = 1 * $slow;     # seconds for a status or snapshot
-my $Exit = 8 * $slow;       # seconds for the old workers to exit
+my $Exit1 = 2 * $slow;      # seconds for the first old worker to exit
+my $Exit = 8 * $slow;       # and for the one with the replay
 my $Back = 5 * $slow;       # seconds for frames after the resume
 
 my @F = make_frames(400, format => 'png', size => '64x48');
@@ -136,8 +139,8 @@ until_true(15 * $slow, sub {
 
 is(scalar keys %exit, 2, 'the old workers exit while the broker hangs');
 my @exit_s = sort { $a <=> $b } map { $exit{$_} // 99 } @old;
-cmp_ok($exit_s[0], '<=', $Answer, "the one without the replay within "
-                                  . "$Answer s of \"nginx -s reload\"");
+cmp_ok($exit_s[0], '<=', $Exit1, "the one without the replay within "
+                                 . "$Exit1 s of \"nginx -s reload\"");
 cmp_ok($exit_s[1], '<=', $Exit, "the other within $Exit s");
 diag sprintf 'the old workers exited %.2f and %.2f s after the reload',
              @exit_s;
