@@ -26,6 +26,7 @@ struct publisher {
     char              brokers[512];
     publish_stats_t   stats;
     int               fatal;
+    int64_t           fatal_after;      /* frames, for tests; or -1 */
     int               unreachable;      /* failed before any delivery */
     int               failing;          /* last report was a failure */
     rd_kafka_resp_err_t  last_err;
@@ -266,6 +267,7 @@ publisher_new(publisher_t **out, const publish_opts_t *opts)
     publisher_t      *p;
     rd_kafka_conf_t  *conf;
     char              errstr[512];
+    const char       *env;
     int               rc = 2;
 
     p = calloc(1, sizeof(*p));
@@ -274,6 +276,13 @@ publisher_new(publisher_t **out, const publish_opts_t *opts)
         return 1;
     }
     p->opts = *opts;
+
+    /*
+     * KSP_TEST_FATAL_AFTER=N: a fatal error after N frames, as librdkafka
+     * raises on its own only in rare broker states (t/producer/errors.t)
+     */
+    env = getenv("KSP_TEST_FATAL_AFTER");
+    p->fatal_after = env != NULL ? strtoll(env, NULL, 10) : -1;
 
     conf = make_conf(p, opts);
     if (conf == NULL) {
@@ -370,13 +379,21 @@ publisher_send(publisher_t *p, uint8_t *data, size_t len,
         /* The local queue drains by deliveries or by timeouts, both
          * within message.timeout.ms: wait for room, but not forever. */
         rd_kafka_poll(p->rk, 100);
-        if (atomic_load(&ksp_stop) || ksp_mono_ns() > give_up) {
+        if (atomic_load(&ksp_stop) || p->fatal || ksp_mono_ns() > give_up) {
             break;
         }
     }
 
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         p->stats.in_flight++;
+
+        if (p->fatal_after >= 0 && p->stats.in_flight > p->fatal_after) {
+            p->fatal_after = -1;
+            rd_kafka_test_fatal_error(
+                p->rk, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                "raised by KSP_TEST_FATAL_AFTER");
+        }
+
         rd_kafka_poll(p->rk, 0);
         return 0;
     }
@@ -424,8 +441,17 @@ publisher_flush(publisher_t *p)
 
     deadline = ksp_mono_ns() + (p->timeout_ms + 1000) * 1000000;
 
+    /*
+     * After a fatal error (librdkafka 2.0.2 raises one when an idempotent
+     * producer finds its sequence numbers rewound, as after the whole
+     * cluster restarted) nothing more is delivered: waiting out
+     * message.timeout.ms would only delay the exit that lets a service
+     * manager start a fresh producer.
+     */
+
     while (rd_kafka_outq_len(p->rk) > 0
            && !p->unreachable
+           && !p->fatal
            && ksp_mono_ns() < deadline
            && atomic_load(&ksp_stop) < 2)
     {

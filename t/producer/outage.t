@@ -120,4 +120,28 @@ subtest 'an outage longer than message.timeout.ms' => sub {
            'every frame counted once, as sent or failed');
 };
 
+# librdkafka 2.0.2 raises a fatal error when an idempotent producer finds
+# its sequence numbers rewound (seen after the whole cluster was killed in
+# the soak); KSP_TEST_FATAL_AFTER raises the same error on cue.  With the
+# broker hung, the frames stay queued: the producer must give them up and
+# exit at once, not wait out message.timeout.ms (here longer than the
+# test's own 60 s limit on a producer run), so that systemd can start a
+# fresh one.
+subtest 'a fatal error ends the run at once' => sub {
+    broker_control('pause 1');
+    local $ENV{KSP_TEST_FATAL_AFTER} = 5;
+    my $h = start_producer('-b', kafka_brokers(), '-t', 'outage2',
+                           '-X', 'message.timeout.ms=300000', '--loop',
+                           $video);
+    my $r = eval { finish_producer($h) };
+    broker_control('resume 1');
+
+    ok($r, 'the producer exited by itself') or diag($@);
+    is($r->{rc}, 1, 'exit 1');
+    like($r->{err}, qr/fatal Kafka producer error: OUT_OF_ORDER_SEQUENCE_NUMBER/,
+         'the fatal error, said');
+    like($r->{err}, qr/0 frames sent, \d+ failed/,
+         'the queued frames counted as failed');
+};
+
 done_testing;
