@@ -1,9 +1,10 @@
-# ngx_http_kafka_stream_module: module, producer, embedded broker, tests.
+# ngx_http_kafka_stream_module: module, producer, Kafka broker, tests.
 #
-#   make            build everything under build/ (installs missing packages)
+#   make            build everything under build/ (installs missing packages,
+#                   fetches Apache Kafka from Maven Central once)
 #   make test       build, then run the whole suite (prove -r t/)
 #   make demo       run broker + nginx + producer on a sample video
-#   make bench      the benchmarks (bench/run, ~15 min) into bench/RESULTS.md
+#   make bench      the benchmarks (bench/run, ~20 min) into bench/RESULTS.md
 #   make stress     the 1-hour soak (stress/run; STRESS_DURATION=300: 5 min)
 #   make deb        Debian packages of the module and the producer, build/deb/
 #   make install    module, load_module snippet and producer into the system
@@ -23,6 +24,8 @@ MODULE := ngx_http_kafka_stream_module
 MODULE_SO := build/$(MODULE).so
 PRODUCER := build/kafka-stream-producer
 BROKER := build/kafka-stream-broker
+TOPICS := build/kafka-stream-topics
+KAFKA_LIBS := build/kafka/libs/.fetched
 TEST_PRODUCE := build/kafka-produce
 
 CC ?= cc
@@ -46,20 +49,21 @@ VERSION_NOW := $(shell mkdir -p build; \
     [ "$$(cat build/.version 2>/dev/null)" = "$(VERSION)" ] \
     || echo "$(VERSION)" > build/.version)
 
-.PHONY: all build deps module producer broker smoke test demo install \
-        uninstall clean deb
+.PHONY: all build deps module producer broker kafka smoke test demo \
+        install uninstall clean deb
 
 all: deps
 	@$(MAKE) --no-print-directory build
 
-build: $(MODULE_SO) $(PRODUCER) $(BROKER) $(TEST_PRODUCE) build/mjpeg-load
+build: $(MODULE_SO) $(PRODUCER) broker $(TEST_PRODUCE) build/mjpeg-load
 
 deps:
 	@tools/install-deps
 
 module: $(MODULE_SO)
 producer: $(PRODUCER)
-broker: $(BROKER)
+broker: $(BROKER) $(TOPICS) $(KAFKA_LIBS) build/kafka/log4j2.properties
+kafka: broker
 
 
 # The module is compiled the way Debian compiles its own dynamic modules:
@@ -94,7 +98,27 @@ $(PRODUCER): $(PRODUCER_OBJS)
 	$(CC) $(CFLAGS) $(LDFLAGS) $(SAN_FLAGS) -o $@ $^ \
 	    $$(pkg-config --libs $(PKGS_PRODUCER)) -lpthread -lm
 
-$(BROKER): broker/main.c
+# Apache Kafka: the jars broker/pom.xml names, from Maven Central (cached in
+# ~/.m2), and exactly one SLF4J binding among them, or the broker logs
+# nothing (or warns of several)
+$(KAFKA_LIBS): broker/pom.xml
+	@rm -rf build/kafka/libs
+	mvn -B -q -Dstyle.color=never -f broker/pom.xml dependency:copy-dependencies \
+	    -DoutputDirectory=$(BUILD)/kafka/libs
+	@n=$$(ls build/kafka/libs | grep -cE \
+	    '^(log4j-slf4j2?-impl|slf4j-(simple|reload4j|log4j12|jdk14|nop)|logback-classic)-'); \
+	    [ "$$n" = 1 ] || { echo "kafka: $$n SLF4J bindings in build/kafka/libs, not 1" >&2; exit 1; }
+	@touch $@
+
+build/kafka/log4j2.properties: broker/log4j2.properties
+	@mkdir -p build/kafka
+	cp $< $@
+
+$(BROKER): broker/kafka-stream-broker
+	@mkdir -p build
+	cp $< $@
+
+$(TOPICS): broker/topics.c
 	@mkdir -p build
 	$(CC) $(CFLAGS) $(SAN_FLAGS) $(WARN) -o $@ $< \
 	    $$(pkg-config --cflags --libs rdkafka)
@@ -141,9 +165,10 @@ TEST_ENV = TEST_NGINX_BINARY=$(NGX_BIN) \
     PERL5LIB=$(CURDIR)/t/helper$$(perl -MTest::Nginx::Socket -e1 \
         2>/dev/null || echo ":$(CURDIR)/t/lib")$${PERL5LIB:+:$$PERL5LIB}
 
+# one Kafka broker for the run (t/with-kafka); test files make their topics
 test: all
 	@$(MAKE) --no-print-directory smoke fuzzers
-	$(TEST_ENV) prove -r $(if $(T),$(T),t/)
+	$(TEST_ENV) t/with-kafka prove -r $(if $(T),$(T),t/)
 
 
 # make demo: the sample videos through broker, producer and nginx, in the
@@ -239,7 +264,7 @@ SAN_NOW := $(shell mkdir -p build; \
         [ -z "$(SAN_FLAGS)" ] && touch -d @0 $(SAN_STAMP); \
     elif [ "$$(cat $(SAN_STAMP))" != "$(SAN_FLAGS)" ]; then \
         echo "$(SAN_FLAGS)" > $(SAN_STAMP); fi)
-$(PRODUCER_OBJS) $(BROKER) build/mjpeg-load: $(SAN_STAMP)
+$(PRODUCER_OBJS) $(TOPICS) build/mjpeg-load: $(SAN_STAMP)
 
 ASAN_NGX := build/nginx-asan
 MODULE_SO_ASAN := $(ASAN_NGX)/$(MODULE).so

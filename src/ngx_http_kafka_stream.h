@@ -133,6 +133,7 @@ typedef struct {
     u_char                          live[NGX_HTTP_KAFKA_STREAM_MAX_PARTS];
     /* offset of the last message the worker took from each, or -1 */
     int64_t                         last[NGX_HTTP_KAFKA_STREAM_MAX_PARTS];
+    unsigned                        gone:1;     /* deleted, not yet back */
 } ngx_http_kafka_stream_topic_t;
 
 

@@ -33,6 +33,7 @@ static ngx_int_t ngx_http_kafka_stream_consumer(ngx_cycle_t *cycle,
 static void ngx_http_kafka_stream_wakeup_handler(ngx_event_t *ev);
 static void ngx_http_kafka_stream_drain(void);
 static void ngx_http_kafka_stream_message(rd_kafka_message_t *msg);
+static void ngx_http_kafka_stream_topic_gone(rd_kafka_event_t *ev);
 static void ngx_http_kafka_stream_stats(const char *json, size_t len);
 static void ngx_http_kafka_stream_partition_found(void *data,
     const unsigned char *topic, size_t len, long partition);
@@ -48,7 +49,12 @@ ngx_http_kafka_stream_worker_t  *ngx_http_kafka_stream_worker;
 /* consumer properties suited to live video; kafka_stream_option wins */
 
 static ngx_keyval_t  ngx_http_kafka_stream_defaults[] = {
-    { ngx_string("fetch.wait.max.ms"), ngx_string("10") },
+    /*
+     * a broker answers a fetch as soon as a frame is there, so the wait
+     * adds no latency: it says how often an idle worker asks each broker,
+     * 2 times a second rather than 100 with 10 ms (bench/RESULTS.md, 3)
+     */
+    { ngx_string("fetch.wait.max.ms"), ngx_string("500") },
     { ngx_string("enable.partition.eof"), ngx_string("false") },
     { ngx_string("allow.auto.create.topics"), ngx_string("false") },
     { ngx_string("enable.auto.commit"), ngx_string("false") },
@@ -581,6 +587,13 @@ ngx_http_kafka_stream_drain(void)
                 w->slot->brokers_up = 0;
             }
 
+            if (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART
+                || err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC
+                || err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)
+            {
+                ngx_http_kafka_stream_topic_gone(ev);
+            }
+
             level = rd_kafka_event_error_is_fatal(ev) ? NGX_LOG_ERR
                                                       : NGX_LOG_WARN;
 
@@ -637,6 +650,14 @@ ngx_http_kafka_stream_message(rd_kafka_message_t *msg)
         t = sources[i]->topic;
 
         if (ngx_strcmp(t->name.data, topic) == 0) {
+            if (t->gone) {
+                t->gone = 0;
+                ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                              "kafka stream: topic \"%V\" is back: frames "
+                              "again from [%D] offset %O", &t->name,
+                              msg->partition, (off_t) msg->offset);
+            }
+
             if (msg->partition >= 0
                 && msg->partition < NGX_HTTP_KAFKA_STREAM_MAX_PARTS)
             {
@@ -702,15 +723,21 @@ ngx_http_kafka_stream_message(rd_kafka_message_t *msg)
             if (f == NULL) {
                 return;
             }
+
+            /*
+             * A reference held until every source has had the frame: a
+             * group that refuses it (an older frame in the catch-up)
+             * takes none, and the frame must outlive that for the next
+             * source of the topic.
+             */
+
+            f->refs++;
         }
 
         c->frames_in++;
         c->bytes_in += msg->len;
         c->last_offset = msg->offset;
         c->latest_msec = ngx_current_msec;
-
-        /* holds a reference while the groups are updated */
-        f->refs++;
 
         ngx_http_kafka_stream_worker->hooks->publish(src->all, f, catchup);
 
@@ -721,9 +748,53 @@ ngx_http_kafka_stream_message(rd_kafka_message_t *msg)
                 ngx_http_kafka_stream_worker->hooks->publish(g, f, catchup);
             }
         }
+    }
 
+    if (f) {
         ngx_http_kafka_stream_frame_release(f);
     }
+}
+
+
+/*
+ * A topic deleted while it is consumed (or not created yet): its viewers
+ * stay, as through a broker outage, with the last frame they had.  Once
+ * the topic is created again the worker's consumer finds it by itself
+ * (librdkafka resumes each partition at the new end, its old offset being
+ * out of range) and the frames flow to the same viewers.  Said once, not
+ * per partition and poll.
+ */
+
+static void
+ngx_http_kafka_stream_topic_gone(rd_kafka_event_t *ev)
+{
+    ngx_uint_t                        i;
+    rd_kafka_topic_partition_t       *tp;
+    ngx_http_kafka_stream_topic_t   **topics;
+    ngx_http_kafka_stream_worker_t   *w;
+
+    tp = rd_kafka_event_topic_partition(ev);
+    if (tp == NULL) {
+        return;
+    }
+
+    w = ngx_http_kafka_stream_worker;
+    topics = w->conf->topics.elts;
+
+    for (i = 0; i < w->conf->topics.nelts; i++) {
+        if (!topics[i]->gone
+            && ngx_strcmp(topics[i]->name.data, tp->topic) == 0)
+        {
+            topics[i]->gone = 1;
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                          "kafka stream: topic \"%V\" does not exist: its "
+                          "viewers stay connected and get its frames once "
+                          "it is created", &topics[i]->name);
+            break;
+        }
+    }
+
+    rd_kafka_topic_partition_destroy(tp);
 }
 
 

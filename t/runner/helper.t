@@ -1,6 +1,7 @@
-# Self-test of t/helper/KafkaStream/Test.pm: the embedded broker, binary
-# safe produce and consume, produce_later, broker control and restart,
-# ffmpeg-made frames and video, and the multipart splitter.
+# Self-test of t/helper/KafkaStream/Test.pm: a Kafka broker of the file's
+# own, binary safe produce and consume, produce_later, broker control
+# (kill -9, start, pause) and restart, topic administration, ffmpeg-made
+# frames and video, and the multipart splitter.
 
 use strict;
 use warnings;
@@ -12,7 +13,7 @@ use Test::More;
 use Time::HiRes qw(time);
 
 use KafkaStream::Test topics => ['dbtech:1', 'cams:3', 'later:1',
-                                 'files:1'];
+                                 'files:1'], own_broker => 1;
 
 my $addr = kafka_brokers();
 like($addr, qr/^127\.0\.0\.1:\d+$/, 'the broker has an address');
@@ -80,28 +81,47 @@ ok(wait_for_children(), 'the produce_later child succeeded');
 is_deeply([map { $_->{value} } @m], ['one', 'two', 'three'],
           'produce_later produced the payloads in order');
 
-$pid = produce_later(0, 0, 'no-such-broker-topic', ['x'], partition => 99);
+$pid = produce_later(0, 0, 'no-such-broker-topic', ['x'], partition => 99,
+                     config => ['message.timeout.ms=1000']);
 ok(!wait_for_children(), 'a failing produce_later child is reported');
 
-# broker control
-is(broker_control('rtt -1 0'), 'ok', 'broker_control answers ok');
+# broker control: the file's own cluster
+$pid = (broker_control('pid 1') =~ /^pid (\d+)$/)[0];
+ok(kill(0, $pid), 'broker_control names the broker\'s pid');
 eval { broker_control('no such command') };
 like($@, qr/error: unknown command/, 'a bad control command dies');
 
-is(broker_control('down -1'), 'ok', 'brokers down');
-is(broker_control('up -1'), 'ok', 'brokers up again');
-produce('dbtech', 'after up');
+is(broker_control('kill 1'), 'ok', 'broker killed');
+ok(!kill(0, $pid), 'and gone');
+is(broker_control('start 1'), 'ok', 'started again');
+produce('dbtech', 'after start');
 @m = consume('dbtech', count => 3, timeout => 10);
-is($m[2]{value}, 'after up', 'the cluster works after down and up');
+is($m[2]{value}, 'after start',
+   'the cluster works after kill -9 and start, and kept its messages');
 
-# restart: a new, empty cluster
-my $new = restart_broker();
-is(kafka_brokers(), $new, 'restart_broker returns the new address');
-is($ENV{TEST_NGINX_KAFKA_BROKERS}, $new, 'and puts it in the environment');
-is(scalar(consume('dbtech', timeout => 10)), 0, 'the new cluster is empty');
-produce('dbtech', 'on the new broker');
-@m = consume('dbtech', count => 1, timeout => 10);
-is($m[0]{value}, 'on the new broker', 'and it works');
+is(broker_control('pause 1'), 'ok', 'broker paused');
+my $t0 = time;
+eval {
+    produce('dbtech', 'while paused', config => ['message.timeout.ms=1500']);
+};
+like($@, qr/producing to dbtech failed/, 'a paused broker takes nothing');
+ok(time - $t0 >= 1.4, 'the producer waited for it');
+is(broker_control('resume 1'), 'ok', 'resumed');
+
+# restart: SIGKILL and start; the data stays
+is(restart_broker(), $addr, 'restart_broker keeps the address');
+@m = consume('dbtech', count => 3, timeout => 10);
+is($m[2]{value}, 'after start', 'and the messages');
+
+# topics
+topic_admin('create', 'made:3');
+my @lines = topic_admin('describe', 'made');
+is(scalar @lines, 3, 'topic_admin creates a topic, describe lists it');
+like($lines[0], qr/^partition 0 leader 1 replicas 1 isr 1$/,
+     'with leader, replicas and in-sync replicas');
+topic_admin('delete', 'made');
+eval { topic_admin('describe', 'made') };
+like($@, qr/failed/, 'and deletes it');
 
 # media
 sub probe {
@@ -144,7 +164,7 @@ my $body = "--$b\r\nContent-Type: image/png\r\nContent-Length: 5\r\n\r\n"
            . "third\r\n"
            . "--$b\r\nContent-Type: image/png\r\n\r\nincompl";
 my @parts = multipart_parts($body, $b);
-is(scalar @parts, 3, 'multipart: three complete parts, the cut one dropped');
+is(scalar @lines, 3, 'multipart: three complete parts, the cut one dropped');
 is_deeply($parts[0], { headers => { 'content-type' => 'image/png',
                                     'content-length' => 5 },
                        body => "a\r\nb\0" }, 'the first part');

@@ -1,23 +1,40 @@
 package KafkaStream::Test;
 
-# Test helpers for ngx_http_kafka_stream_module: an embedded Kafka broker
-# for the test file, binary-safe produce and consume, test media made with
-# the ffmpeg CLI, and a multipart/x-mixed-replace splitter.
+# Test helpers for ngx_http_kafka_stream_module: Apache Kafka for the test
+# file, binary-safe produce and consume, test media made with the ffmpeg
+# CLI, and a multipart/x-mixed-replace splitter.
 #
-#   use KafkaStream::Test;                      # one broker, topic dbtech:1
-#   use KafkaStream::Test topics => ['dbtech:1', 'cams:3'], brokers => 1;
+#   use KafkaStream::Test;                      # topic dbtech:1
+#   use KafkaStream::Test topics => ['dbtech:1', 'cams:3'];
+#   use KafkaStream::Test topics => ['cams:3:3'], brokers => 3;
+#   use KafkaStream::Test own_broker => 1;      # a broker of its own
 #   use KafkaStream::Test brokers => 0;         # helpers only, no broker
 #
-# The import starts kafka-stream-broker ($TEST_NGINX_KAFKA_BIN, else
-# build/) and sets $ENV{TEST_NGINX_KAFKA_BROKERS}, so nginx.conf sections
-# can say $TEST_NGINX_KAFKA_BROKERS.  The broker stops at END, on SIGINT,
+# Kafka: `make test` starts one broker for the whole run (t/with-kafka)
+# and names it in $KAFKA_STREAM_TEST_BROKERS; a file then deletes its
+# topics there if an earlier run left them, and creates them anew, so each
+# test file starts on empty topics of its own.  A file that asks for
+# several brokers or for its own broker (fault tests, which kill it), and
+# every file run without that variable (plain prove), starts its own
+# cluster with build/kafka-stream-broker, which stops at END, on SIGINT,
 # SIGTERM and SIGHUP, and (Linux x86_64) when this process is killed.
+# Either way $ENV{TEST_NGINX_KAFKA_BROKERS} holds the bootstrap address,
+# so nginx.conf sections can say $TEST_NGINX_KAFKA_BROKERS.
+#
 # The functions are exported to the caller and to Test::Nginx::Util, where
 # Test::Nginx evaluates "--- init" code:
 #
 #   kafka_brokers()                      the bootstrap address
-#   broker_control("down -1")            a control command; "ok" or dies
-#   restart_broker()                     a new, empty cluster; new address
+#   broker_control("kill 1")             a command to the test's own
+#                                        cluster (kill, stop, start, pause,
+#                                        resume NODE|all; pid NODE: see
+#                                        broker/kafka-stream-broker); dies
+#                                        unless it answers "ok" or "pid N"
+#   restart_broker()                     kills every broker (SIGKILL) and
+#                                        starts them again on their data
+#   topic_admin('create', 'x:2')         kafka-stream-topics on the cluster
+#                                        (create, delete, describe); the
+#                                        output lines, dies on failure
 #   produce($topic, $bytes, key => $k, partition => $p,
 #           headers => [name => value, ...], config => ['prop=val'],
 #           timestamp => $ms)            synchronous: returns once stored;
@@ -61,15 +78,20 @@ use IO::Handle;
 use Time::HiRes qw(sleep time);
 
 our @EXPORT = qw(
-    kafka_brokers broker_control restart_broker
+    kafka_brokers broker_control restart_broker topic_admin
     produce produce_files produce_batch produce_later wait_for_children
     make_frames make_video consume multipart_parts
 );
 
 my $Repo = abs_path(dirname(__FILE__) . '/../../..');
+
+# JSON::PP takes 25 ms a PNG frame of 14 kB, seconds a topic: the XS
+# decoder where it is installed (libcpanel-json-xs-perl), with the same
+# answers
+my $JSON = eval { require Cpanel::JSON::XS; 'Cpanel::JSON::XS' } // 'JSON::PP';
 my $Owner = $$;
 my %Opts;
-my ($BrokerPid, $BrokerIn, $BrokerOut, $BrokerAddr);
+my ($BrokerPid, $BrokerIn, $BrokerOut, $BrokerAddr, $BrokerDir);
 our @Children;    # KafkaStream::Viewers adds its own
 
 
@@ -77,9 +99,11 @@ sub import {
     my ($class, %opts) = @_;
     my $caller = caller;
 
-    # a second "use" (e.g. from a helper module) keeps the first broker
-    %Opts = (topics => ['dbtech:1'], brokers => 1, %opts)
-        if !defined $BrokerPid;
+    # a second "use" (e.g. from a helper module) keeps the first cluster
+    if (!defined $BrokerAddr) {
+        %Opts = (topics => ['dbtech:1'], brokers => 1, own_broker => 0,
+                 %opts);
+    }
 
     no strict 'refs';
     for my $pkg ($caller, 'Test::Nginx::Util') {
@@ -88,7 +112,20 @@ sub import {
         }
     }
 
-    start_broker() if $Opts{brokers} > 0 && !defined $BrokerPid;
+    return if $Opts{brokers} == 0 || defined $BrokerAddr;
+
+    my $shared = $ENV{KAFKA_STREAM_TEST_BROKERS};
+
+    if (defined $shared && $shared ne '' && $Opts{brokers} == 1
+        && !$Opts{own_broker})
+    {
+        $BrokerAddr = $shared;
+        $ENV{TEST_NGINX_KAFKA_BROKERS} = $BrokerAddr;
+        fresh_topics();
+
+    } else {
+        start_broker();
+    }
 }
 
 
@@ -126,8 +163,11 @@ sub read_line {
 
 
 sub start_broker {
-    my @cmd = (tool('kafka-stream-broker'), '--control',
-               '-b', $Opts{brokers}, map { ('-t', $_) } @{$Opts{topics}});
+    $BrokerDir = tempdir('kafka-stream-test-XXXXXX', TMPDIR => 1,
+                         CLEANUP => 1);
+
+    my @cmd = (tool('kafka-stream-broker'), '--control', '-d', $BrokerDir,
+               '-n', $Opts{brokers}, map { ('-t', $_) } @{$Opts{topics}});
 
     pipe(my $to_r, my $to_w) or die "pipe: $!\n";
     pipe(my $from_r, my $from_w) or die "pipe: $!\n";
@@ -141,7 +181,7 @@ sub start_broker {
         close $to_w;
         close $from_r;
 
-        # the broker goes with this test process even if that is
+        # the cluster goes with this test process even if that is
         # SIGKILLed: prctl(PR_SET_PDEATHSIG, SIGTERM), syscall 157
         syscall(157, 1, 15) if $Config{archname} =~ /^x86_64-linux/;
 
@@ -153,7 +193,8 @@ sub start_broker {
     $to_w->autoflush(1);
     ($BrokerPid, $BrokerIn, $BrokerOut) = ($pid, $to_w, $from_r);
 
-    my $line = read_line($BrokerOut, time + 10, 'startup');
+    # a JVM per broker: seconds, more on a loaded machine
+    my $line = read_line($BrokerOut, time + 120, 'startup');
     $line =~ /^bootstrap (\S+)/
         or die "KafkaStream::Test: unexpected broker output: $line\n";
     $BrokerAddr = $1;
@@ -162,11 +203,57 @@ sub start_broker {
 }
 
 
+# the file's topics, empty, on the shared cluster: whatever an earlier run
+# left under their names is deleted first
+sub fresh_topics {
+    my @names = map { (split /:/)[0] } @{$Opts{topics}};
+    my $deadline = time + 60;
+    my ($ok, $output);
+
+    for (;;) {
+        topics_tool('delete', @names);
+        ($ok, $output) = topics_tool('create', @{$Opts{topics}});
+        last if $ok;
+        die "KafkaStream::Test: cannot create @names on $BrokerAddr: "
+            . "$output" if time > $deadline;
+        sleep 0.5;
+    }
+}
+
+
+# runs kafka-stream-topics: (true if it succeeded, its output)
+sub topics_tool {
+    my ($verb, @args) = @_;
+    my @cmd = (tool('kafka-stream-topics'), '-q', '-b', $BrokerAddr,
+               $verb, @args);
+
+    my $pid = open3(my $in, my $out, undef, @cmd);
+    close $in;
+    local $/;
+    my $output = <$out> // '';
+    close $out;
+    waitpid $pid, 0;
+
+    return ($? == 0, $output);
+}
+
+
+sub topic_admin {
+    my ($verb, @args) = @_;
+
+    die "KafkaStream::Test: no broker\n" if !defined $BrokerAddr;
+    my ($ok, $output) = topics_tool($verb, @args);
+    die "KafkaStream::Test: kafka-stream-topics $verb @args failed: $output"
+        if !$ok;
+    return split /\n/, $output;
+}
+
+
 sub stop_broker {
     return if !defined $BrokerPid;
 
     kill 'TERM', $BrokerPid;
-    my $deadline = time + 10;
+    my $deadline = time + 40;
     while (waitpid($BrokerPid, WNOHANG) == 0) {
         if (time > $deadline) {
             kill 'KILL', $BrokerPid;
@@ -191,18 +278,20 @@ sub kafka_brokers {
 sub broker_control {
     my ($cmd) = @_;
 
-    die "KafkaStream::Test: no broker running\n" if !defined $BrokerPid;
+    die "KafkaStream::Test: broker_control needs a broker of the test's "
+        . "own (own_broker => 1)\n" if !defined $BrokerPid;
     syswrite $BrokerIn, "$cmd\n";
-    my $answer = read_line($BrokerOut, time + 10, $cmd);
+    my $answer = read_line($BrokerOut, time + 120, $cmd);
     die "KafkaStream::Test: broker_control(\"$cmd\"): $answer\n"
-        if $answer ne 'ok';
+        if $answer ne 'ok' && $answer !~ /^pid \d+$/;
     return $answer;
 }
 
 
 sub restart_broker {
-    stop_broker();
-    return start_broker();
+    broker_control('kill all');
+    broker_control('start all');
+    return $BrokerAddr;
 }
 
 
@@ -368,6 +457,8 @@ sub make_video {
 sub consume {
     my ($topic, %opts) = @_;
     my $timeout = $opts{timeout} // 10;
+    # fetch.wait.max.ms: Kafka holds a fetch at the end of the log that
+    # long (500 ms by default) before kcat learns that it is the end
     my @cmd = ('kcat', '-C', '-J', '-q',
                '-b', $BrokerAddr // die("KafkaStream::Test: no broker\n"),
                '-t', $topic, '-o', $opts{from} // 'beginning',
@@ -395,7 +486,7 @@ sub consume {
 
     # kcat writes the bytes of keys and values as they are, escaping only
     # what JSON must: decoded as Latin-1 text, each byte is one character
-    my $json = JSON::PP->new;
+    my $json = $JSON->new;
     my @msgs;
 
     # a line the timeout cut short is not a message
