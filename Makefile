@@ -6,6 +6,7 @@
 #   make demo       run broker + nginx + producer on a sample video
 #   make bench      the benchmarks (bench/run, ~15 min) into bench/RESULTS.md
 #   make stress     the 1-hour soak (stress/run; STRESS_DURATION=300: 5 min)
+#   make deb        Debian packages of the module and the producer, build/deb/
 #   make install    module, load_module snippet and producer into the system
 #   make clean      remove build/
 
@@ -38,8 +39,18 @@ PKGS_PRODUCER := libavformat libavdevice libavcodec libswscale libavutil \
 PRODUCER_SRCS := $(wildcard producer/*.c)
 PRODUCER_OBJS := $(PRODUCER_SRCS:producer/%.c=build/producer/%.o)
 
+# The project's one version: the module's NGX_HTTP_KAFKA_STREAM_VERSION.
+# The producer and the packages take it from there; build/.version changes
+# only when it does, so that the producer is rebuilt then.
+VERSION := $(shell sed -n \
+    's/^[#]define NGX_HTTP_KAFKA_STREAM_VERSION *"\([^"]*\)".*/\1/p' \
+    $(MODULE).c $(wildcard src/*.[ch]) | head -n 1)
+VERSION_NOW := $(shell mkdir -p build; \
+    [ "$$(cat build/.version 2>/dev/null)" = "$(VERSION)" ] \
+    || echo "$(VERSION)" > build/.version)
+
 .PHONY: all build deps module producer broker kafka smoke test demo \
-        install uninstall clean
+        install uninstall clean deb
 
 all: deps
 	@$(MAKE) --no-print-directory build
@@ -75,12 +86,17 @@ $(MODULE_SO): build/nginx/Makefile $(MODULE).c $(wildcard src/*.c src/*.h)
 
 
 build/producer/%.o: producer/%.c
+	@test -n "$(VERSION)" || { echo "no NGX_HTTP_KAFKA_STREAM_VERSION" \
+	    "in $(MODULE).c or src/" >&2; exit 1; }
 	@mkdir -p build/producer
-	$(CC) $(CFLAGS) $(SAN_FLAGS) $(WARN) -MMD -MP \
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(SAN_FLAGS) $(WARN) -MMD -MP \
+	    -DKSP_VERSION='"$(VERSION)"' \
 	    $$(pkg-config --cflags $(PKGS_PRODUCER)) -c -o $@ $<
 
+build/producer/main.o: build/.version
+
 $(PRODUCER): $(PRODUCER_OBJS)
-	$(CC) $(CFLAGS) $(SAN_FLAGS) -o $@ $^ \
+	$(CC) $(CFLAGS) $(LDFLAGS) $(SAN_FLAGS) -o $@ $^ \
 	    $$(pkg-config --libs $(PKGS_PRODUCER)) -lpthread -lm
 
 # Apache Kafka: the jars broker/pom.xml names, from Maven Central (cached in
@@ -173,13 +189,35 @@ install: build
 	install -D -m 0644 conf/mod-http-kafka-stream.conf \
 	    $(DESTDIR)$(NGX_AVAIL)/mod-http-kafka-stream.conf
 	install -D -m 0755 $(PRODUCER) $(DESTDIR)$(PREFIX)/bin/kafka-stream-producer
+	install -D -m 0644 producer/kafka-stream-producer.1 \
+	    $(DESTDIR)$(PREFIX)/share/man/man1/kafka-stream-producer.1
 	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/kafka-stream/html \
 	    conf/html/index.html conf/html/viewer.js conf/html/viewer.css
+
+# make deb: the packages libnginx-mod-http-kafka-stream and
+# kafka-stream-producer in build/deb/ (tools/make-deb: debhelper with
+# dh-sequence-nginx, then lintian), built again when a file of the tree
+# changed
+
+ifneq ($(filter build/deb/.built,$(MAKECMDGOALS)),)
+DEB_FILES := $(shell { git ls-files --cached --others --exclude-standard \
+    || find . -path ./build -prune -o -path ./.git -prune \
+              -o -type f -print; } 2>/dev/null)
+endif
+
+deb: deps
+	@$(MAKE) --no-print-directory build/deb/.built
+
+build/deb/.built: $(wildcard $(DEB_FILES))
+	tools/make-deb $(VERSION)
+	@touch $@
+
 
 uninstall:
 	rm -f $(DESTDIR)$(NGX_MODDIR)/$(MODULE).so \
 	    $(DESTDIR)$(NGX_AVAIL)/mod-http-kafka-stream.conf \
-	    $(DESTDIR)$(PREFIX)/bin/kafka-stream-producer
+	    $(DESTDIR)$(PREFIX)/bin/kafka-stream-producer \
+	    $(DESTDIR)$(PREFIX)/share/man/man1/kafka-stream-producer.1
 	rm -rf $(DESTDIR)$(PREFIX)/share/kafka-stream
 
 clean:

@@ -11,7 +11,12 @@
 #include <stdint.h>
 
 #define KSP_NAME     "kafka-stream-producer"
-#define KSP_VERSION  "1.0.0"
+
+/* the project's version (the module's NGX_HTTP_KAFKA_STREAM_VERSION),
+ * passed by the Makefile */
+#ifndef KSP_VERSION
+#error "KSP_VERSION is not defined: build the producer with make"
+#endif
 
 /* 1 after the first SIGINT/SIGTERM: stop reading, flush, exit.
  * 2 after the second: stop flushing too. */

@@ -1,6 +1,8 @@
 
 /*
- * The module's pure functions (see ngx_http_kafka_stream_parse.h).
+ * The module's pure functions (see ngx_http_kafka_stream_parse.h).  The
+ * bottom of its layers, without nginx: the fuzz targets in fuzz/ build
+ * this file alone.
  */
 
 

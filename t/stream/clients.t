@@ -4,6 +4,7 @@
 use Test::Nginx::Socket 'no_plan';
 use KafkaStream::Test;
 use KafkaStream::Viewers;
+use File::Temp ();
 
 our @F = make_frames(24, format => 'png', size => '320x240');
 
@@ -17,6 +18,10 @@ no warnings 'once';
 *Test::Nginx::Util::F = \@F;
 
 our $Load = ($ENV{TEST_NGINX_KAFKA_BIN} || 'build') . '/mjpeg-load';
+
+# mjpeg-load's report: outside t/servroot, which the runner empties
+# before each block; read within the block
+our $LoadOut = File::Temp->new(TEMPLATE => 'mjpeg-load-XXXXXX', TMPDIR => 1);
 
 add_response_body_check(frames_check(\@F));
 
@@ -40,7 +45,7 @@ add_response_body_check(sub {
     return if !$block->load_ok;
 
     is($main::LoadStatus, 0, $block->name . " - every load client viewer got them")
-        or diag(`cat $Test::Nginx::Util::ServRoot/load.out`);
+        or diag(`cat $LoadOut`);
 });
 
 run_tests();
@@ -88,7 +93,7 @@ wait_ready(2);
 produce_when_watched(100, 'dbtech', [@F[1 .. 10]]);
 # each: the latest frame, the warm-up frame, then the 10 frames
 system("$main::Load -c 100 -d 30 --max-frames 12 --expect-frames 12 $url"
-       . " > $Test::Nginx::Util::ServRoot/load.out");
+       . " > $main::LoadOut");
 $main::LoadStatus = $? >> 8;
 --- request
 GET /status

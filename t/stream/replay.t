@@ -398,8 +398,8 @@ my $early = "the time is before the retained log, which starts at "
   "partition: out of range\n",
   "since: $early", "since: $early",
   "since: the time is in the future\n" ]
---- response_headers
-Content-Type: text/plain
+--- response_headers eval
+[("Content-Type: text/plain") x 18]
 --- no_error_log
 [alert]
 [crit]

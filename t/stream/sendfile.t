@@ -20,6 +20,10 @@ no warnings 'once';
 our $Load = ($ENV{TEST_NGINX_KAFKA_BIN} || 'build') . '/mjpeg-load';
 our ($LoadPid, @H2);
 
+# mjpeg-load's report: outside t/servroot, which the runner empties
+# before each block; read, and the client reaped, within the block
+our $LoadOut = File::Temp->new(TEMPLATE => 'mjpeg-load-XXXXXX', TMPDIR => 1);
+
 $ENV{TEST_NGINX_H2_SOCKET} = File::Temp::tempdir(CLEANUP => 1) . '/h2.sock';
 
 master_on();
@@ -81,7 +85,7 @@ add_response_body_check(sub {
 
     waitpid $LoadPid, 0;
     is($? >> 8, 0, $block->name . " - mjpeg-load found every part valid")
-        or diag(`cat $Test::Nginx::Util::ServRoot/load.out`);
+        or diag(`cat $LoadOut`);
 });
 
 # "--- h2_frames: N M": what the HTTP/2 viewer of "--- init" got
@@ -199,7 +203,7 @@ wait_ready(2);
 my $pid = fork;
 if ($pid == 0) {
     # ~120 kB frames at 25 a second to viewers that take 100 kB/s
-    open STDOUT, '>', "$Test::Nginx::Util::ServRoot/load.out";
+    open STDOUT, '>', "$main::LoadOut";
     exec $main::Load, '-c', 4, '--slow', 3, '--slow-rate', 100000, '-d', 10,
          $url;
 }

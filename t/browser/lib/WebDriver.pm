@@ -48,6 +48,9 @@ sub start {
     my $pid = fork // die "fork: $!";
 
     if ($pid == 0) {
+        # a process group of its own: quit() ends chromedriver and every
+        # browser process it started, even if the session was never ended
+        setpgrp(0, 0);
         open STDIN, '<', '/dev/null';
         open STDOUT, '>', $opt{log} || '/dev/null' or die "$opt{log}: $!";
         open STDERR, '>&', \*STDOUT;
@@ -189,16 +192,18 @@ sub quit {
     }
 
     if ($self->{pid}) {
-        kill TERM => $self->{pid};
+        kill TERM => -$self->{pid};
         my $deadline = time + 10;
         while (waitpid($self->{pid}, WNOHANG) == 0) {
             if (time > $deadline) {
-                kill KILL => $self->{pid};
+                kill KILL => -$self->{pid};
                 waitpid $self->{pid}, 0;
                 last;
             }
             sleep 0.1;
         }
+        # the browser's own processes, should chromedriver not have ended them
+        kill KILL => -$self->{pid};
         delete $self->{pid};
     }
 }

@@ -236,14 +236,19 @@ sub parse_response {
 }
 
 
-# a section value for the req_idx-th request when a block sends several
+# a section value for the req_idx-th request when a block sends several;
+# as upstream: a block of several requests (or pipelined ones) must give
+# every expected section as an array, or the whole run stops
 sub indexed {
     my ($name, $value, $idx, $need_array) = @_;
 
-    return $value if !ref $value || ref $value ne 'ARRAY';
-    die "$name - You asked for many requests, the expected results "
-        . "should be arrays as well.\n" if !$need_array && $idx > 0;
-    return $value->[$idx];
+    if ($need_array) {
+        return $value->[$idx] if ref $value eq 'ARRAY';
+        Test::Nginx::Util::bail_out("$name - You asked for many requests, "
+            . "the expected results should be arrays as well.");
+    }
+
+    return ref $value eq 'ARRAY' ? $value->[0] : $value;
 }
 
 

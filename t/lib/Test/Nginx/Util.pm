@@ -219,9 +219,20 @@ sub write_file {
 sub setup_server_root {
     my ($conf) = @_;
 
-    # only our own subdirectories, never the whole TEST_NGINX_SERVROOT
+    # only our own subdirectories, never the whole TEST_NGINX_SERVROOT;
+    # then, as upstream does, the server root itself must go: anything
+    # else a test left in it (a file a client still writes, say) stops
+    # the run here, as it would under upstream's runner
     remove_tree($ConfDir, $LogDir, $HtmlDir, glob("$ServRoot/*_temp"),
                 glob("$ServRoot/*_cache"));
+    unlink "$ServRoot/nginx.stderr";    # where this runner once put it
+    if (-d $ServRoot && !rmdir $ServRoot) {
+        my $err = $!;
+        opendir(my $dir, $ServRoot);
+        my @left = grep { !/^\.\.?$/ } readdir $dir;
+        bail_out("Can't remove $ServRoot (not empty?): $err: left there: "
+                 . join(' ', sort @left));
+    }
     make_path($ConfDir, $LogDir, $HtmlDir);
     write_file("$HtmlDir/index.html",
                '<html><head><title>It works!</title></head>'
@@ -340,7 +351,7 @@ sub slurp {
 }
 
 
-# runs nginx (or valgrind) with its stderr in a file of the server root
+# runs nginx (or valgrind) with its stderr in a file of the logs
 sub spawn {
     my ($cmd, $errfile) = @_;
 
@@ -359,7 +370,7 @@ sub spawn {
 sub start_nginx {
     my ($conf) = @_;
     my @cmd = nginx_command();
-    my $errfile = "$ServRoot/nginx.stderr";
+    my $errfile = "$LogDir/nginx.stderr";
     my ($deadline, $pid);
 
     setup_server_root($conf);

@@ -1,0 +1,480 @@
+
+/*
+ * ngx_http_kafka_stream_module: what its files share.  The types and
+ * constants that more than one file needs, and the functions each file
+ * offers the others, grouped by the file that defines them, from the
+ * bottom layer up (the layers: the top of ngx_http_kafka_stream_module.c).
+ * Where a lower layer calls a higher one, it calls a hook the higher one
+ * set: ngx_http_kafka_stream_hooks_t in the worker, replay_* in a viewer.
+ */
+
+
+#ifndef _NGX_HTTP_KAFKA_STREAM_H_INCLUDED_
+#define _NGX_HTTP_KAFKA_STREAM_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#if (NGX_THREADS)
+#include <ngx_thread_pool.h>
+#endif
+
+#include <librdkafka/rdkafka.h>
+
+#include "ngx_http_kafka_stream_parse.h"
+
+
+#define NGX_HTTP_KAFKA_STREAM_VERSION       "0.1.0"
+
+#define NGX_HTTP_KAFKA_STREAM_OFF           0
+#define NGX_HTTP_KAFKA_STREAM_LIVE          1
+#define NGX_HTTP_KAFKA_STREAM_SNAPSHOT      2
+#define NGX_HTTP_KAFKA_STREAM_STATUS        3
+
+#define NGX_HTTP_KAFKA_STREAM_ALL           -1
+
+#define NGX_HTTP_KAFKA_STREAM_BOUNDARY      "kafka-stream-frame"
+
+/*
+ * Frames from this size up are kept in a memfd, so that sendfile() sends
+ * them from the same pages to every viewer.  Measured on loopback at 120
+ * kB: 18 us of CPU a part against 23 by writev(); making the memfd costs
+ * 55 us a frame, which 11 viewers pay back (a frame on the heap of more
+ * than glibc's mmap threshold, 128 kB, costs as much); below 32 kB a copy
+ * costs no more than referencing the pages.
+ */
+#if (NGX_LINUX && NGX_HAVE_SENDFILE && defined MFD_CLOEXEC)
+#define NGX_HTTP_KAFKA_STREAM_IN_FILE       1
+#define NGX_HTTP_KAFKA_STREAM_FILE_MIN      32768
+#endif
+
+/* longer keys are not cached per key: only unfiltered viewers see them */
+#define NGX_HTTP_KAFKA_STREAM_MAX_KEY       4096
+
+#define NGX_HTTP_KAFKA_STREAM_MAX_SLOTS     256
+#define NGX_HTTP_KAFKA_STREAM_MAX_PARTS     1024
+
+#define NGX_HTTP_KAFKA_STREAM_TICK          100
+
+#define NGX_HTTP_KAFKA_STREAM_REPLAY_REASON 256
+
+
+typedef struct ngx_http_kafka_stream_source_s  ngx_http_kafka_stream_source_t;
+typedef struct ngx_http_kafka_stream_viewer_s  ngx_http_kafka_stream_viewer_t;
+typedef struct ngx_http_kafka_stream_replay_s  ngx_http_kafka_stream_replay_t;
+typedef struct ngx_http_kafka_stream_worker_s  ngx_http_kafka_stream_worker_t;
+
+
+typedef struct {
+    ngx_uint_t                      refs;
+    int64_t                         offset;
+    int32_t                         partition;
+    ngx_msec_t                      received;
+    ngx_str_t                       header;    /* the part's header lines */
+    ngx_str_t                       image;
+    ngx_str_t                       type;      /* "image/png" */
+    int64_t                         timestamp; /* Kafka, milliseconds */
+#if (NGX_HTTP_KAFKA_STREAM_IN_FILE)
+    /*
+     * A large frame lives in a memfd mapped at header.data: the part
+     * header, the image and the default separator, one after the other.
+     */
+    ngx_fd_t                        fd;        /* or NGX_INVALID_FILE */
+    size_t                          mapped;
+#endif
+} ngx_http_kafka_stream_frame_t;
+
+
+/* viewers that asked for one key (or for all frames: key.len == 0) */
+
+typedef struct {
+    ngx_queue_t                     queue;     /* in source->groups */
+    ngx_queue_t                     viewers;
+    ngx_uint_t                      nviewers;
+    ngx_str_t                       key;
+    unsigned                        all:1;
+    ngx_http_kafka_stream_frame_t  *latest;
+    ngx_msec_t                      updated;
+} ngx_http_kafka_stream_group_t;
+
+
+/* counters, one set per source in every worker's slot of the shared zone */
+
+typedef struct {
+    ngx_atomic_t                    viewers;
+    ngx_atomic_t                    frames_in;
+    ngx_atomic_t                    bytes_in;
+    ngx_atomic_t                    parts_sent;
+    ngx_atomic_t                    drops;
+    ngx_atomic_t                    skipped;
+    ngx_atomic_t                    last_offset;
+    ngx_atomic_t                    latest_msec;  /* ngx_current_msec */
+} ngx_http_kafka_stream_counters_t;
+
+
+typedef struct {
+    ngx_atomic_t                    pid;
+    ngx_atomic_t                    brokers_up;
+    ngx_atomic_t                    partitions;   /* being consumed */
+    ngx_atomic_t                    started;
+    ngx_atomic_t                    replays;      /* consumers of replays */
+    /* ngx_http_kafka_stream_counters_t  sources[nsources]; */
+} ngx_http_kafka_stream_slot_t;
+
+
+typedef struct {
+    ngx_str_t                       name;
+    rd_kafka_topic_t               *rkt;
+    ngx_uint_t                      all;        /* some source wants all */
+    u_char                          wanted[NGX_HTTP_KAFKA_STREAM_MAX_PARTS];
+    u_char                          started[NGX_HTTP_KAFKA_STREAM_MAX_PARTS];
+    u_char                          live[NGX_HTTP_KAFKA_STREAM_MAX_PARTS];
+    /* offset of the last message the worker took from each, or -1 */
+    int64_t                         last[NGX_HTTP_KAFKA_STREAM_MAX_PARTS];
+} ngx_http_kafka_stream_topic_t;
+
+
+struct ngx_http_kafka_stream_source_s {
+    ngx_uint_t                      index;
+    ngx_http_kafka_stream_topic_t  *topic;
+    ngx_int_t                       partition;  /* or ..._ALL */
+    size_t                          max_frame_size;
+
+    /* worker state */
+    ngx_queue_t                     groups;
+    ngx_http_kafka_stream_group_t  *all;
+    ngx_uint_t                      idle_groups;
+    ngx_http_kafka_stream_counters_t  *counters;
+};
+
+
+typedef struct {
+    ngx_str_t                       brokers;
+    ngx_array_t                    *options;    /* of ngx_keyval_t */
+    ngx_array_t                     topics;     /* of *topic_t */
+    ngx_array_t                     sources;    /* of *source_t */
+    size_t                          max_frame_size;
+    size_t                          slot_size;
+    ngx_uint_t                      status;    /* a status location exists */
+    ngx_uint_t                      replay_max;
+    ngx_shm_zone_t                 *shm_zone;
+#if (NGX_THREADS)
+    ngx_thread_pool_t              *thread_pool;
+#endif
+} ngx_http_kafka_stream_main_conf_t;
+
+
+typedef struct {
+    ngx_uint_t                      type;
+    ngx_str_t                       topic;
+    ngx_http_kafka_stream_source_t *source;
+    ngx_http_complex_value_t       *key;
+    ngx_int_t                       partition;
+    ngx_uint_t                      max_viewers;
+    size_t                          max_frame_size;
+    size_t                          notsent_lowat;
+    ngx_msec_t                      idle_resend;
+    ngx_str_t                       boundary;
+    ngx_flag_t                      replay;
+    ngx_uint_t                      replay_max_speed;
+
+    /* made from the boundary: "--b" CRLF, CRLF "--b" CRLF, CRLF "--b--" */
+    ngx_str_t                       opening;
+    ngx_str_t                       separator;
+    ngx_str_t                       closing;
+    /* the default boundary, which a frame's memfd holds after the image */
+    ngx_flag_t                      separator_in_frame;
+
+    ngx_uint_t                      viewers;    /* in this worker */
+} ngx_http_kafka_stream_loc_conf_t;
+
+
+struct ngx_http_kafka_stream_viewer_s {
+    ngx_http_request_t             *request;
+    ngx_http_kafka_stream_loc_conf_t  *conf;
+    ngx_http_kafka_stream_group_t  *group;
+    ngx_http_kafka_stream_replay_t *replay;     /* while replaying */
+    ngx_queue_t                     queue;      /* in group->viewers */
+    ngx_queue_t                     link;       /* in worker->viewers */
+
+    ngx_http_kafka_stream_frame_t  *sending;    /* on the wire */
+    ngx_http_kafka_stream_frame_t  *waiting;    /* next to send */
+    ngx_http_kafka_stream_frame_t  *last;       /* last one sent */
+
+    /*
+     * Set with "replay" by the replay (src/..._replay.c), which sits
+     * above the viewers: what a viewer asks of its replay.
+     */
+    ngx_int_t                     (*replay_headers)(ngx_http_request_t *r,
+                                       ngx_http_kafka_stream_replay_t *rp);
+    ngx_http_kafka_stream_frame_t *(*replay_shown)(
+                                       ngx_http_kafka_stream_replay_t *rp);
+    void                          (*replay_release)(
+                                       ngx_http_kafka_stream_replay_t *rp);
+
+    ngx_event_t                     send;       /* posted on a new frame */
+    ngx_event_t                     resend;     /* idle re-send timer */
+
+    ngx_buf_t                       bufs[3];
+    ngx_chain_t                     chain[3];
+#if (NGX_HTTP_KAFKA_STREAM_IN_FILE)
+    ngx_file_t                      file;       /* a frame's memfd */
+#endif
+
+    /* after a replay: the live frames it already sent are not sent again */
+    int64_t                         floor_offset;
+    int32_t                         floor_partition;
+
+    unsigned                        snapshot:1;
+    unsigned                        failed:1;
+    unsigned                        counted:1;
+    unsigned                        listed:1;
+    unsigned                        pending:1;  /* no response header yet */
+    unsigned                        finish:1;   /* end once all is sent */
+    unsigned                        floor:1;
+};
+
+
+/* a replay's query arguments: times in milliseconds, -1 when not given */
+
+typedef struct {
+    int64_t                         since;
+    int64_t                         until;
+    int64_t                         at;
+    int64_t                         offset;
+    ngx_int_t                       partition;
+    int64_t                         speed;      /* thousandths */
+    ngx_str_t                       reason;     /* why they are refused */
+} ngx_http_kafka_stream_replay_args_t;
+
+
+/*
+ * One replay: its own consumer and read position.  It lives in a pool of
+ * its own, apart from the request, because a task in the thread pool may
+ * still use it after the request is gone.
+ */
+
+struct ngx_http_kafka_stream_replay_s {
+    ngx_queue_t                     queue;      /* in worker->replays */
+    ngx_pool_t                     *pool;
+    ngx_http_kafka_stream_viewer_t *viewer;     /* NULL once it left */
+    ngx_http_kafka_stream_loc_conf_t  *conf;
+    ngx_http_kafka_stream_topic_t  *topic;
+
+    rd_kafka_t                     *rk;
+    rd_kafka_topic_t               *rkt;
+    rd_kafka_queue_t               *messages;   /* the partition's */
+    rd_kafka_queue_t               *events;     /* errors and logs */
+    ngx_connection_t               *wakeup;
+    ngx_fd_t                        pipe[2];
+
+#if (NGX_THREADS)
+    ngx_thread_task_t              *task;
+#endif
+    ngx_event_t                     pace;       /* the next frame is due */
+
+    ngx_http_kafka_stream_frame_t  *next;       /* read, not yet due */
+    ngx_http_kafka_stream_frame_t  *shown;      /* for the idle re-send */
+    rd_kafka_message_t             *found;      /* a snapshot's message */
+
+    ngx_str_t                       key;
+    int32_t                         partition;
+    int64_t                         offset;     /* where it starts */
+    int64_t                         position;   /* last message taken */
+    int64_t                         end;        /* of the log, last seen */
+    int64_t                         since;
+    int64_t                         until;
+    int64_t                         at;
+    int64_t                         speed;
+    int64_t                         low;        /* the log, at the lookup */
+    int64_t                         high;
+
+    ngx_msec_t                      anchor;     /* the pacing clock: */
+    int64_t                         anchor_ts;  /* this timestamp then */
+
+    ngx_uint_t                      status;     /* the lookup's answer */
+    ngx_str_t                       reason;
+
+    unsigned                        busy:1;     /* a task is in a thread */
+    unsigned                        started:1;  /* consuming */
+    unsigned                        snapshot:1;
+};
+
+
+/*
+ * The consumer's calls up a layer, to the viewers (src/..._live.c) and
+ * the replays (src/..._replay.c): the module gives them at init_process.
+ */
+
+typedef struct {
+    /* a new frame for a group: it becomes the latest, its viewers get it */
+    void                          (*publish)(
+                                      ngx_http_kafka_stream_group_t *g,
+                                      ngx_http_kafka_stream_frame_t *f,
+                                      ngx_uint_t catchup);
+    /* a graceful shutdown (the tick noticed it): every stream ends */
+    void                          (*shutdown)(
+                                      ngx_http_kafka_stream_worker_t *w);
+    /* the worker exits (exit_process): the viewers, the replays left */
+    void                          (*exit_viewers)(
+                                      ngx_http_kafka_stream_worker_t *w);
+#if (NGX_THREADS)
+    void                          (*exit_replays)(
+                                      ngx_http_kafka_stream_worker_t *w,
+                                      ngx_log_t *log);
+#endif
+} ngx_http_kafka_stream_hooks_t;
+
+
+/* per worker process: the consumer's */
+
+struct ngx_http_kafka_stream_worker_s {
+    rd_kafka_t                     *rk;
+    rd_kafka_queue_t               *queue;
+    ngx_connection_t               *wakeup;     /* read end of the pipe */
+    ngx_fd_t                        pipe[2];
+    ngx_event_t                     tick;
+    ngx_http_kafka_stream_main_conf_t  *conf;
+    ngx_http_kafka_stream_slot_t   *slot;
+    ngx_queue_t                     viewers;    /* all, for shutdown */
+    ngx_queue_t                     replays;    /* all with a consumer */
+    ngx_uint_t                      nreplays;
+    ngx_uint_t                      brokers_up;
+    ngx_uint_t                      exiting;    /* in exit_process */
+    const ngx_http_kafka_stream_hooks_t  *hooks;  /* the layers above */
+};
+
+
+/* a worker's slot in the shared zone, and its counters of a source */
+
+static ngx_inline ngx_http_kafka_stream_slot_t *
+ngx_http_kafka_stream_slot(ngx_http_kafka_stream_main_conf_t *kmcf,
+    void *slots, ngx_uint_t n)
+{
+    return (ngx_http_kafka_stream_slot_t *)
+               ((u_char *) slots + n * kmcf->slot_size);
+}
+
+
+static ngx_inline ngx_http_kafka_stream_counters_t *
+ngx_http_kafka_stream_counters(ngx_http_kafka_stream_slot_t *slot,
+    ngx_uint_t index)
+{
+    return (ngx_http_kafka_stream_counters_t *)
+               ((u_char *) slot + sizeof(ngx_http_kafka_stream_slot_t))
+           + index;
+}
+
+
+/* src/ngx_http_kafka_stream_log.c */
+
+ngx_uint_t ngx_http_kafka_stream_log_allowed(void);
+void ngx_http_kafka_stream_log(rd_kafka_event_t *ev);
+
+
+/* src/ngx_http_kafka_stream_response.c */
+
+ngx_int_t ngx_http_kafka_stream_refuse(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *reason);
+ngx_table_elt_t *ngx_http_kafka_stream_header(ngx_http_request_t *r,
+    char *key);
+ngx_int_t ngx_http_kafka_stream_no_cache(ngx_http_request_t *r);
+ngx_int_t ngx_http_kafka_stream_respond(ngx_http_request_t *r, ngx_buf_t *b);
+
+
+/* src/ngx_http_kafka_stream_frame.c */
+
+ngx_http_kafka_stream_frame_t *ngx_http_kafka_stream_frame(
+    rd_kafka_message_t *msg, int type);
+void ngx_http_kafka_stream_frame_release(ngx_http_kafka_stream_frame_t *f);
+void ngx_http_kafka_stream_frame_drop(ngx_http_kafka_stream_frame_t **f);
+void ngx_http_kafka_stream_frame_cleanup(void *data);
+void ngx_http_kafka_stream_skipped(rd_kafka_message_t *msg,
+    size_t max_frame_size);
+ngx_http_kafka_stream_group_t *ngx_http_kafka_stream_group(
+    ngx_http_kafka_stream_source_t *src, u_char *key, size_t len,
+    ngx_uint_t create);
+void ngx_http_kafka_stream_group_release(ngx_http_kafka_stream_source_t *src,
+    ngx_http_kafka_stream_group_t *g);
+void ngx_http_kafka_stream_free_frames(
+    ngx_http_kafka_stream_main_conf_t *kmcf);
+
+
+/* src/ngx_http_kafka_stream_consumer.c */
+
+ngx_int_t ngx_http_kafka_stream_worker_init(ngx_cycle_t *cycle,
+    const ngx_http_kafka_stream_hooks_t *hooks);
+void ngx_http_kafka_stream_exit_process(ngx_cycle_t *cycle);
+rd_kafka_conf_t *ngx_http_kafka_stream_rdconf(ngx_log_t *log,
+    ngx_http_kafka_stream_main_conf_t *kmcf, ngx_keyval_t *more);
+ngx_connection_t *ngx_http_kafka_stream_pipe(ngx_fd_t *fds,
+    ngx_event_handler_pt handler, void *data, ngx_uint_t level);
+void ngx_http_kafka_stream_pipe_read(ngx_connection_t *c);
+void ngx_http_kafka_stream_pipe_close(ngx_connection_t **c, ngx_fd_t *fds);
+
+extern ngx_http_kafka_stream_worker_t  *ngx_http_kafka_stream_worker;
+
+
+/* src/ngx_http_kafka_stream_live.c */
+
+ngx_int_t ngx_http_kafka_stream_start(ngx_http_request_t *r,
+    ngx_http_kafka_stream_loc_conf_t *kslcf);
+ngx_int_t ngx_http_kafka_stream_key(ngx_http_request_t *r,
+    ngx_http_kafka_stream_loc_conf_t *kslcf, ngx_str_t *key);
+ngx_http_kafka_stream_viewer_t *ngx_http_kafka_stream_viewer(
+    ngx_http_request_t *r, ngx_http_kafka_stream_loc_conf_t *kslcf);
+void ngx_http_kafka_stream_join(ngx_http_kafka_stream_viewer_t *v,
+    ngx_http_kafka_stream_group_t *g);
+ngx_int_t ngx_http_kafka_stream_open(ngx_http_kafka_stream_viewer_t *v);
+void ngx_http_kafka_stream_publish(ngx_http_kafka_stream_group_t *g,
+    ngx_http_kafka_stream_frame_t *f, ngx_uint_t catchup);
+void ngx_http_kafka_stream_offer(ngx_http_kafka_stream_viewer_t *v,
+    ngx_http_kafka_stream_frame_t *f);
+void ngx_http_kafka_stream_close_viewers(ngx_http_kafka_stream_worker_t *w);
+void ngx_http_kafka_stream_finalize_viewers(
+    ngx_http_kafka_stream_worker_t *w);
+ngx_int_t ngx_http_kafka_stream_snapshot(ngx_http_request_t *r,
+    ngx_http_kafka_stream_frame_t *f);
+
+
+/* src/ngx_http_kafka_stream_status.c */
+
+ngx_int_t ngx_http_kafka_stream_status(ngx_http_request_t *r);
+ngx_int_t ngx_http_kafka_stream_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+
+
+#if (NGX_THREADS)
+
+/* src/ngx_http_kafka_stream_replay_task.c */
+
+void ngx_http_kafka_stream_replay_lookup(void *data, ngx_log_t *log);
+void ngx_http_kafka_stream_replay_destroy(void *data, ngx_log_t *log);
+
+
+/* src/ngx_http_kafka_stream_replay_args.c */
+
+ngx_int_t ngx_http_kafka_stream_replay_args(ngx_http_request_t *r,
+    ngx_http_kafka_stream_loc_conf_t *kslcf,
+    ngx_http_kafka_stream_replay_args_t *ra);
+
+
+/* src/ngx_http_kafka_stream_replay.c */
+
+ngx_int_t ngx_http_kafka_stream_replay_start(ngx_http_request_t *r,
+    ngx_http_kafka_stream_loc_conf_t *kslcf,
+    ngx_http_kafka_stream_replay_args_t *ra);
+void ngx_http_kafka_stream_replay_exit(ngx_http_kafka_stream_worker_t *w,
+    ngx_log_t *log);
+
+#endif
+
+
+/* ngx_http_kafka_stream_module.c */
+
+extern ngx_module_t  ngx_http_kafka_stream_module;
+
+
+#endif /* _NGX_HTTP_KAFKA_STREAM_H_INCLUDED_ */

@@ -1,0 +1,848 @@
+
+/*
+ * The worker's Kafka consumer, with the worker's start and exit.  Every
+ * worker process makes one in init_process, after fork (librdkafka's
+ * threads would not survive fork()), for all the topics and partitions
+ * the configuration names, and destroys it in exit_process.
+ * Its queue wakes the event loop through a pipe registered as a read
+ * event, and drain() takes what is there without ever waiting; each
+ * message is checked and made a frame (src/..._frame.c) once for all
+ * the sources that read it.  The statistics tell which brokers are up
+ * and which partitions a topic has; a tick notices a graceful shutdown.
+ * The viewers and the replays sit above the consumer: it reaches them
+ * only through the hooks the module gives it at init_process
+ * (ngx_http_kafka_stream_hooks_t).  The replays use its pipe and its
+ * librdkafka properties for their own consumers.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_kafka_stream.h"
+
+
+/* glibc's default, made fixed: see ngx_http_kafka_stream_malloc_tune() */
+#define NGX_HTTP_KAFKA_STREAM_MMAP_THRESHOLD (128 * 1024)
+
+
+static void ngx_http_kafka_stream_malloc_tune(ngx_log_t *log);
+static ngx_int_t ngx_http_kafka_stream_consumer(ngx_cycle_t *cycle,
+    ngx_http_kafka_stream_worker_t *w);
+static void ngx_http_kafka_stream_wakeup_handler(ngx_event_t *ev);
+static void ngx_http_kafka_stream_drain(void);
+static void ngx_http_kafka_stream_message(rd_kafka_message_t *msg);
+static void ngx_http_kafka_stream_stats(const char *json, size_t len);
+static void ngx_http_kafka_stream_partition_found(void *data,
+    const unsigned char *topic, size_t len, long partition);
+static void ngx_http_kafka_stream_start_partition(
+    ngx_http_kafka_stream_topic_t *t, ngx_int_t partition);
+static void ngx_http_kafka_stream_tick_handler(ngx_event_t *ev);
+
+
+/* the worker's consumer and what hangs on it; NULL without one */
+ngx_http_kafka_stream_worker_t  *ngx_http_kafka_stream_worker;
+
+
+/* consumer properties suited to live video; kafka_stream_option wins */
+
+static ngx_keyval_t  ngx_http_kafka_stream_defaults[] = {
+    { ngx_string("fetch.wait.max.ms"), ngx_string("10") },
+    { ngx_string("enable.partition.eof"), ngx_string("false") },
+    { ngx_string("allow.auto.create.topics"), ngx_string("false") },
+    { ngx_string("enable.auto.commit"), ngx_string("false") },
+    { ngx_string("auto.offset.reset"), ngx_string("latest") },
+    { ngx_string("statistics.interval.ms"), ngx_string("1000") },
+    /* back within a second of a broker's return, not up to 10 s later */
+    { ngx_string("reconnect.backoff.max.ms"), ngx_string("1000") },
+    { ngx_string("client.id"), ngx_string("nginx-kafka-stream") },
+    { ngx_null_string, ngx_null_string }
+};
+
+
+/*
+ * The worker's start (init_process): its slot in the zone, the sources'
+ * groups and the consumer.  "hooks" are the layers above, which the
+ * consumer calls through them.
+ */
+
+ngx_int_t
+ngx_http_kafka_stream_worker_init(ngx_cycle_t *cycle,
+    const ngx_http_kafka_stream_hooks_t *hooks)
+{
+    ngx_uint_t                          i, p;
+    ngx_slab_pool_t                    *shpool;
+    ngx_http_kafka_stream_topic_t     **topics;
+    ngx_http_kafka_stream_slot_t       *slot;
+    ngx_http_kafka_stream_source_t    **sources, *src;
+    ngx_http_kafka_stream_worker_t     *w;
+    ngx_http_kafka_stream_main_conf_t  *kmcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    kmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_kafka_stream_module);
+
+    if (kmcf == NULL || kmcf->shm_zone == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_worker >= NGX_HTTP_KAFKA_STREAM_MAX_SLOTS) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
+                      "kafka stream: more than %d workers are not supported",
+                      NGX_HTTP_KAFKA_STREAM_MAX_SLOTS);
+        return NGX_OK;
+    }
+
+    ngx_http_kafka_stream_malloc_tune(cycle->log);
+
+    shpool = (ngx_slab_pool_t *) kmcf->shm_zone->shm.addr;
+    slot = ngx_http_kafka_stream_slot(kmcf, shpool->data, ngx_worker);
+
+    /* a worker that replaces a crashed one starts from zero */
+    ngx_memzero(slot, kmcf->slot_size);
+
+    w = ngx_pcalloc(cycle->pool, sizeof(ngx_http_kafka_stream_worker_t));
+    if (w == NULL) {
+        return NGX_ERROR;
+    }
+
+    w->conf = kmcf;
+    w->hooks = hooks;
+    w->slot = slot;
+    w->pipe[0] = -1;
+    w->pipe[1] = -1;
+    ngx_queue_init(&w->viewers);
+    ngx_queue_init(&w->replays);
+
+    topics = kmcf->topics.elts;
+
+    for (i = 0; i < kmcf->topics.nelts; i++) {
+        for (p = 0; p < NGX_HTTP_KAFKA_STREAM_MAX_PARTS; p++) {
+            topics[i]->last[p] = -1;
+        }
+    }
+
+    sources = kmcf->sources.elts;
+
+    for (i = 0; i < kmcf->sources.nelts; i++) {
+        src = sources[i];
+
+        ngx_queue_init(&src->groups);
+        src->idle_groups = 0;
+        src->counters = ngx_http_kafka_stream_counters(slot, i);
+
+        src->all = ngx_pcalloc(cycle->pool,
+                               sizeof(ngx_http_kafka_stream_group_t));
+        if (src->all == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_queue_init(&src->all->viewers);
+        src->all->all = 1;
+    }
+
+    /*
+     * Without a consumer the worker still serves: streams answer 503 and
+     * the reason is in the log.  nginx itself must not fail to start for
+     * an unreachable or misconfigured Kafka.
+     */
+
+    ngx_http_kafka_stream_worker = w;
+
+    if (ngx_http_kafka_stream_consumer(cycle, w) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, cycle->log, 0,
+                      "kafka stream: consumer not started, "
+                      "streams answer 503");
+        return NGX_OK;
+    }
+
+    slot->pid = ngx_pid;
+    slot->started = ngx_time();
+
+    w->tick.handler = ngx_http_kafka_stream_tick_handler;
+    w->tick.data = w;
+    w->tick.log = cycle->log;
+    ngx_add_timer(&w->tick, NGX_HTTP_KAFKA_STREAM_TICK);
+
+    return NGX_OK;
+}
+
+
+/*
+ * librdkafka reads each fetch response into one buffer of the response's
+ * size, in the thread of the broker it came from.  Live, a response holds
+ * a frame or two; after a broker outage the frames produced meanwhile
+ * come at once, in responses of megabytes.  glibc serves those with
+ * mmap(), and freeing one raises its dynamic mmap threshold to that size
+ * (up to 32 MB): from then on the backlog after the next outage is
+ * allocated from the heaps of librdkafka's threads, whose freed memory
+ * stays mapped once fragmented.  The workers' RSS grew by a step after
+ * every outage (the soak, stress/run).  A fixed threshold keeps large
+ * buffers in mmap(), returned to the system when freed.  An administrator
+ * who sets MALLOC_MMAP_THRESHOLD_ and passes it with "env" keeps theirs.
+ */
+
+static void
+ngx_http_kafka_stream_malloc_tune(ngx_log_t *log)
+{
+#if (NGX_LINUX && defined M_MMAP_THRESHOLD)
+
+    if (getenv("MALLOC_MMAP_THRESHOLD_") != NULL) {
+        return;
+    }
+
+    /* an allocator other than glibc's (a sanitizer's) says no: harmless */
+
+    if (mallopt(M_MMAP_THRESHOLD, NGX_HTTP_KAFKA_STREAM_MMAP_THRESHOLD) == 0) {
+        ngx_log_error(NGX_LOG_INFO, log, 0,
+                      "kafka stream: mallopt(M_MMAP_THRESHOLD) not taken");
+    }
+
+#endif
+}
+
+
+static ngx_int_t
+ngx_http_kafka_stream_consumer(ngx_cycle_t *cycle,
+    ngx_http_kafka_stream_worker_t *w)
+{
+    char                               errstr[512];
+    ngx_uint_t                         i, p;
+    rd_kafka_conf_t                   *conf;
+    rd_kafka_queue_t                  *main_queue;
+    ngx_http_kafka_stream_topic_t    **topics, *t;
+    ngx_http_kafka_stream_main_conf_t *kmcf;
+
+    kmcf = w->conf;
+
+    conf = ngx_http_kafka_stream_rdconf(cycle->log, kmcf, NULL);
+    if (conf == NULL) {
+        return NGX_ERROR;
+    }
+
+    rd_kafka_conf_set_events(conf, RD_KAFKA_EVENT_ERROR
+                                   |RD_KAFKA_EVENT_STATS
+                                   |RD_KAFKA_EVENT_LOG);
+
+    w->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    if (w->rk == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "kafka stream: rd_kafka_new() failed: %s", errstr);
+        rd_kafka_conf_destroy(conf);
+        return NGX_ERROR;
+    }
+
+    w->queue = rd_kafka_queue_new(w->rk);
+    if (w->queue == NULL) {
+        goto failed;
+    }
+
+    /* errors, statistics and logs come on the same queue as the frames */
+
+    main_queue = rd_kafka_queue_get_main(w->rk);
+    rd_kafka_queue_forward(main_queue, w->queue);
+    rd_kafka_queue_destroy(main_queue);
+
+    if (rd_kafka_set_log_queue(w->rk, w->queue) != RD_KAFKA_RESP_ERR_NO_ERROR)
+    {
+        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                      "kafka stream: librdkafka logs stay on stderr");
+    }
+
+    w->wakeup = ngx_http_kafka_stream_pipe(w->pipe,
+                                           ngx_http_kafka_stream_wakeup_handler,
+                                           w, NGX_LOG_EMERG);
+    if (w->wakeup == NULL) {
+        goto failed;
+    }
+
+    rd_kafka_queue_io_event_enable(w->queue, w->pipe[1], "1", 1);
+
+    topics = kmcf->topics.elts;
+
+    for (i = 0; i < kmcf->topics.nelts; i++) {
+        t = topics[i];
+
+        t->rkt = rd_kafka_topic_new(w->rk, (char *) t->name.data, NULL);
+        if (t->rkt == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                          "kafka stream: rd_kafka_topic_new(\"%V\") "
+                          "failed: %s", &t->name,
+                          rd_kafka_err2str(rd_kafka_last_error()));
+            goto failed;
+        }
+
+        /*
+         * Every topic has a partition 0: "all" starts there at once, and
+         * the statistics report the others within statistics.interval.ms.
+         */
+
+        for (p = 0; p < NGX_HTTP_KAFKA_STREAM_MAX_PARTS; p++) {
+            if (t->wanted[p] || (p == 0 && t->all)) {
+                ngx_http_kafka_stream_start_partition(t, p);
+            }
+        }
+    }
+
+    /* frames may already be there */
+    ngx_http_kafka_stream_drain();
+
+    return NGX_OK;
+
+failed:
+
+    ngx_http_kafka_stream_exit_process(cycle);
+
+    return NGX_ERROR;
+}
+
+
+/* the module's defaults, then "more" ones, then kafka_stream_option */
+
+rd_kafka_conf_t *
+ngx_http_kafka_stream_rdconf(ngx_log_t *log,
+    ngx_http_kafka_stream_main_conf_t *kmcf, ngx_keyval_t *more)
+{
+    char              errstr[512];
+    u_char            size[NGX_SIZE_T_LEN + 1];
+    ngx_uint_t        i;
+    ngx_keyval_t     *kv;
+    rd_kafka_conf_t  *conf;
+
+    conf = rd_kafka_conf_new();
+
+    /* fetch a whole frame: the largest one any location accepts, and more */
+
+    (void) ngx_sprintf(size, "%uz%Z",
+                       ngx_max(kmcf->max_frame_size + 65536, 1048576));
+
+    if (rd_kafka_conf_set(conf, "bootstrap.servers",
+                          (char *) kmcf->brokers.data, errstr, sizeof(errstr))
+        != RD_KAFKA_CONF_OK
+        || rd_kafka_conf_set(conf, "fetch.message.max.bytes", (char *) size,
+                             errstr, sizeof(errstr))
+           != RD_KAFKA_CONF_OK
+        || rd_kafka_conf_set(conf, "log.queue", "true", errstr,
+                             sizeof(errstr))
+           != RD_KAFKA_CONF_OK)
+    {
+        goto failed;
+    }
+
+    for (kv = ngx_http_kafka_stream_defaults; kv->key.len; kv++) {
+        if (rd_kafka_conf_set(conf, (char *) kv->key.data,
+                              (char *) kv->value.data, errstr, sizeof(errstr))
+            != RD_KAFKA_CONF_OK)
+        {
+            goto failed;
+        }
+    }
+
+    for (kv = more; kv && kv->key.len; kv++) {
+        if (rd_kafka_conf_set(conf, (char *) kv->key.data,
+                              (char *) kv->value.data, errstr, sizeof(errstr))
+            != RD_KAFKA_CONF_OK)
+        {
+            goto failed;
+        }
+    }
+
+    if (kmcf->options) {
+        kv = kmcf->options->elts;
+
+        for (i = 0; i < kmcf->options->nelts; i++) {
+            if (rd_kafka_conf_set(conf, (char *) kv[i].key.data,
+                                  (char *) kv[i].value.data,
+                                  errstr, sizeof(errstr))
+                != RD_KAFKA_CONF_OK)
+            {
+                goto failed;
+            }
+        }
+    }
+
+    return conf;
+
+failed:
+
+    ngx_log_error(NGX_LOG_EMERG, log, 0, "kafka stream: %s", errstr);
+    rd_kafka_conf_destroy(conf);
+
+    return NULL;
+}
+
+
+void
+ngx_http_kafka_stream_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                       i;
+    ngx_http_kafka_stream_topic_t  **topics;
+    ngx_http_kafka_stream_worker_t  *w;
+
+    w = ngx_http_kafka_stream_worker;
+
+    if (w == NULL) {
+        return;
+    }
+
+    /* the thread pool has stopped (its exit_process ran first) */
+
+    w->exiting = 1;
+
+    /* on a fast shutdown the viewers are still here */
+
+    w->hooks->exit_viewers(w);
+
+#if (NGX_THREADS)
+    w->hooks->exit_replays(w, cycle->log);
+#endif
+
+    if (w->tick.timer_set) {
+        ngx_del_timer(&w->tick);
+    }
+
+    if (w->queue) {
+        rd_kafka_queue_io_event_enable(w->queue, -1, NULL, 0);
+    }
+
+    ngx_http_kafka_stream_pipe_close(&w->wakeup, w->pipe);
+
+    ngx_http_kafka_stream_free_frames(w->conf);
+
+    topics = w->conf->topics.elts;
+
+    for (i = 0; i < w->conf->topics.nelts; i++) {
+        if (topics[i]->rkt) {
+            rd_kafka_topic_destroy(topics[i]->rkt);
+            topics[i]->rkt = NULL;
+        }
+    }
+
+    if (w->queue) {
+        rd_kafka_queue_destroy(w->queue);
+    }
+
+    if (w->rk) {
+        rd_kafka_destroy_flags(w->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    }
+
+    w->slot->pid = 0;
+
+    ngx_http_kafka_stream_worker = NULL;
+}
+
+
+/* the consumer's queue has something */
+
+static void
+ngx_http_kafka_stream_wakeup_handler(ngx_event_t *ev)
+{
+    ngx_http_kafka_stream_pipe_read(ev->data);
+    ngx_http_kafka_stream_drain();
+}
+
+
+/*
+ * A pipe whose read end is a read event: librdkafka writes to the other
+ * end when a queue has something (rd_kafka_queue_io_event_enable).  On
+ * failure nothing is left open.
+ */
+
+ngx_connection_t *
+ngx_http_kafka_stream_pipe(ngx_fd_t *fds, ngx_event_handler_pt handler,
+    void *data, ngx_uint_t level)
+{
+    ngx_connection_t  *c;
+
+    if (pipe(fds) == -1) {
+        ngx_log_error(level, ngx_cycle->log, ngx_errno, "pipe() failed");
+        fds[0] = -1;
+        fds[1] = -1;
+        return NULL;
+    }
+
+    c = NULL;
+
+    if (ngx_nonblocking(fds[0]) == -1 || ngx_nonblocking(fds[1]) == -1) {
+        ngx_log_error(level, ngx_cycle->log, ngx_socket_errno,
+                      ngx_nonblocking_n " failed");
+        goto failed;
+    }
+
+    c = ngx_get_connection(fds[0], ngx_cycle->log);
+    if (c == NULL) {
+        goto failed;
+    }
+
+    c->read->handler = handler;
+    c->read->log = ngx_cycle->log;
+    c->write->log = ngx_cycle->log;
+    c->data = data;
+
+    if (ngx_add_event(c->read, NGX_READ_EVENT, 0) == NGX_OK) {
+        return c;
+    }
+
+failed:
+
+    ngx_http_kafka_stream_pipe_close(&c, fds);
+
+    return NULL;
+}
+
+
+/*
+ * librdkafka writes to the pipe only when a queue goes from empty to
+ * non-empty: empty the pipe first, then the queue, and nothing is missed.
+ */
+
+void
+ngx_http_kafka_stream_pipe_read(ngx_connection_t *c)
+{
+    u_char   buf[64];
+    ssize_t  n;
+
+    do {
+        n = read(c->fd, buf, sizeof(buf));
+    } while (n > 0);
+
+    if (n == -1 && ngx_errno != NGX_EAGAIN && ngx_errno != NGX_EINTR) {
+        ngx_log_error(NGX_LOG_ALERT, c->log, ngx_errno,
+                      "kafka stream: read() from the wakeup pipe failed");
+    }
+}
+
+
+/* after rd_kafka_queue_io_event_enable(..., -1, ...): nobody writes now */
+
+void
+ngx_http_kafka_stream_pipe_close(ngx_connection_t **c, ngx_fd_t *fds)
+{
+    if (*c) {
+        ngx_close_connection(*c);
+        *c = NULL;
+        fds[0] = -1;
+    }
+
+    if (fds[0] != -1) {
+        (void) close(fds[0]);
+        fds[0] = -1;
+    }
+
+    if (fds[1] != -1) {
+        (void) close(fds[1]);
+        fds[1] = -1;
+    }
+}
+
+
+static void
+ngx_http_kafka_stream_drain(void)
+{
+    ngx_uint_t                       level;
+    const char                      *json;
+    rd_kafka_event_t                *ev;
+    rd_kafka_resp_err_t              err;
+    const rd_kafka_message_t        *msg;
+    ngx_http_kafka_stream_worker_t  *w;
+
+    w = ngx_http_kafka_stream_worker;
+
+    while ((ev = rd_kafka_queue_poll(w->queue, 0)) != NULL) {
+
+        switch (rd_kafka_event_type(ev)) {
+
+        case RD_KAFKA_EVENT_FETCH:
+            while ((msg = rd_kafka_event_message_next(ev)) != NULL) {
+                ngx_http_kafka_stream_message((rd_kafka_message_t *) msg);
+            }
+            break;
+
+        case RD_KAFKA_EVENT_LOG:
+            ngx_http_kafka_stream_log(ev);
+            break;
+
+        case RD_KAFKA_EVENT_STATS:
+            json = rd_kafka_event_stats(ev);
+            ngx_http_kafka_stream_stats(json, ngx_strlen(json));
+            break;
+
+        case RD_KAFKA_EVENT_ERROR:
+            err = rd_kafka_event_error(ev);
+
+            if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+                w->brokers_up = 0;
+                w->slot->brokers_up = 0;
+            }
+
+            level = rd_kafka_event_error_is_fatal(ev) ? NGX_LOG_ERR
+                                                      : NGX_LOG_WARN;
+
+            if (ngx_http_kafka_stream_log_allowed()) {
+                ngx_log_error(level, ngx_cycle->log, 0, "kafka stream: %s",
+                              rd_kafka_event_error_string(ev));
+            }
+            break;
+
+        default:
+            break;
+        }
+
+        rd_kafka_event_destroy(ev);
+    }
+}
+
+
+static void
+ngx_http_kafka_stream_message(rd_kafka_message_t *msg)
+{
+    int                                type;
+    ngx_uint_t                         i, catchup;
+    const char                        *topic;
+    ngx_http_kafka_stream_topic_t     *t;
+    ngx_http_kafka_stream_frame_t     *f;
+    ngx_http_kafka_stream_group_t     *g;
+    ngx_http_kafka_stream_source_t   **sources, *src;
+    ngx_http_kafka_stream_counters_t  *c;
+
+    if (msg->err) {
+        if (ngx_http_kafka_stream_log_allowed()) {
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                          "kafka stream: consumer error on \"%s\" [%D]: %s",
+                          msg->rkt ? rd_kafka_topic_name(msg->rkt) : "-",
+                          msg->partition, rd_kafka_message_errstr(msg));
+        }
+
+        return;
+    }
+
+    topic = rd_kafka_topic_name(msg->rkt);
+    sources = ngx_http_kafka_stream_worker->conf->sources.elts;
+
+    /*
+     * The first message of a partition is its last one from before this
+     * worker started: with several partitions it may be older than what
+     * the others already gave, and must not replace a newer frame.
+     */
+
+    catchup = 0;
+
+    for (i = 0; i < ngx_http_kafka_stream_worker->conf->sources.nelts; i++) {
+        t = sources[i]->topic;
+
+        if (ngx_strcmp(t->name.data, topic) == 0) {
+            if (msg->partition >= 0
+                && msg->partition < NGX_HTTP_KAFKA_STREAM_MAX_PARTS)
+            {
+                /* where replays become live viewers */
+                t->last[msg->partition] = msg->offset;
+
+                if (!t->live[msg->partition]) {
+                    t->live[msg->partition] = 1;
+                    catchup = 1;
+                }
+            }
+
+            break;
+        }
+    }
+
+    f = NULL;
+
+    for (i = 0; i < ngx_http_kafka_stream_worker->conf->sources.nelts; i++) {
+        src = sources[i];
+
+        if (ngx_strcmp(src->topic->name.data, topic) != 0
+            || (src->partition != NGX_HTTP_KAFKA_STREAM_ALL
+                && src->partition != msg->partition))
+        {
+            continue;
+        }
+
+        c = src->counters;
+
+        if (msg->len > src->max_frame_size) {
+            c->skipped++;
+            ngx_http_kafka_stream_skipped(msg, src->max_frame_size);
+            continue;
+        }
+
+        if (f == NULL) {
+            type = ngx_http_kafka_stream_sniff(msg->payload, msg->len);
+
+            if (type == NGX_HTTP_KAFKA_STREAM_NOT_IMAGE) {
+                c->skipped++;
+                ngx_http_kafka_stream_skipped(msg, src->max_frame_size);
+
+                /* the other sources would see the same bytes */
+
+                for (i++; i < ngx_http_kafka_stream_worker->conf->sources.nelts;
+                     i++)
+                {
+                    src = sources[i];
+
+                    if (ngx_strcmp(src->topic->name.data, topic) == 0
+                        && (src->partition == NGX_HTTP_KAFKA_STREAM_ALL
+                            || src->partition == msg->partition))
+                    {
+                        src->counters->skipped++;
+                    }
+                }
+
+                return;
+            }
+
+            f = ngx_http_kafka_stream_frame(msg, type);
+            if (f == NULL) {
+                return;
+            }
+        }
+
+        c->frames_in++;
+        c->bytes_in += msg->len;
+        c->last_offset = msg->offset;
+        c->latest_msec = ngx_current_msec;
+
+        /* holds a reference while the groups are updated */
+        f->refs++;
+
+        ngx_http_kafka_stream_worker->hooks->publish(src->all, f, catchup);
+
+        if (msg->key_len && msg->key_len <= NGX_HTTP_KAFKA_STREAM_MAX_KEY) {
+            g = ngx_http_kafka_stream_group(src, msg->key, msg->key_len, 2);
+
+            if (g) {
+                ngx_http_kafka_stream_worker->hooks->publish(g, f, catchup);
+            }
+        }
+
+        ngx_http_kafka_stream_frame_release(f);
+    }
+}
+
+
+/* brokers and partitions, from the statistics (see the scanner) */
+
+static void
+ngx_http_kafka_stream_stats(const char *json, size_t len)
+{
+    ngx_uint_t                       up;
+    ngx_http_kafka_stream_worker_t  *w;
+
+    w = ngx_http_kafka_stream_worker;
+
+    up = ngx_http_kafka_stream_scan_stats((const unsigned char *) json, len,
+                                          ngx_http_kafka_stream_partition_found,
+                                          w);
+
+    if (up == w->brokers_up) {
+        return;
+    }
+
+    if (up == 0) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "kafka stream: no broker connected");
+
+    } else if (w->brokers_up == 0) {
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "kafka stream: %ui broker(s) connected", up);
+    }
+
+    w->brokers_up = up;
+    w->slot->brokers_up = up;
+}
+
+
+static void
+ngx_http_kafka_stream_partition_found(void *data, const unsigned char *topic,
+    size_t len, long partition)
+{
+    ngx_uint_t                        i;
+    ngx_http_kafka_stream_topic_t   **topics;
+    ngx_http_kafka_stream_worker_t   *w = data;
+
+    topics = w->conf->topics.elts;
+
+    for (i = 0; i < w->conf->topics.nelts; i++) {
+        if (topics[i]->all
+            && topics[i]->name.len == len
+            && ngx_strncmp(topics[i]->name.data, topic, len) == 0)
+        {
+            ngx_http_kafka_stream_start_partition(topics[i], partition);
+            return;
+        }
+    }
+}
+
+
+static void
+ngx_http_kafka_stream_start_partition(ngx_http_kafka_stream_topic_t *t,
+    ngx_int_t partition)
+{
+    ngx_http_kafka_stream_worker_t  *w;
+
+    w = ngx_http_kafka_stream_worker;
+
+    if (partition >= NGX_HTTP_KAFKA_STREAM_MAX_PARTS) {
+        if (ngx_http_kafka_stream_log_allowed()) {
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                          "kafka stream: partition %i of \"%V\" ignored: "
+                          "only the first %d are consumed",
+                          partition, &t->name,
+                          NGX_HTTP_KAFKA_STREAM_MAX_PARTS);
+        }
+
+        return;
+    }
+
+    if (t->started[partition]) {
+        return;
+    }
+
+    /* the latest message is there at once, even while nothing is produced */
+
+    if (rd_kafka_consume_start_queue(t->rkt, (int32_t) partition,
+                                     RD_KAFKA_OFFSET_TAIL(1), w->queue)
+        == -1)
+    {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "kafka stream: cannot consume \"%V\" [%i]: %s",
+                      &t->name, partition,
+                      rd_kafka_err2str(rd_kafka_last_error()));
+        return;
+    }
+
+    t->started[partition] = 1;
+    w->slot->partitions++;
+
+    ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                  "kafka stream: consuming \"%V\" [%i]", &t->name, partition);
+}
+
+
+/*
+ * Runs every NGX_HTTP_KAFKA_STREAM_TICK while the worker lives: it is how
+ * the worker learns of a graceful shutdown (nginx has no hook for it), and
+ * it ends every stream then, so that old workers leave at once on reload.
+ */
+
+static void
+ngx_http_kafka_stream_tick_handler(ngx_event_t *ev)
+{
+    ngx_http_kafka_stream_worker_t  *w;
+
+    w = ev->data;
+
+    if (!ngx_exiting) {
+        ngx_add_timer(ev, NGX_HTTP_KAFKA_STREAM_TICK);
+        return;
+    }
+
+    w->hooks->shutdown(w);
+}

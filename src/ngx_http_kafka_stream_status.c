@@ -1,0 +1,427 @@
+
+/*
+ * The status.  Every worker counts in a slot of its own in a shared
+ * zone, per source (ngx_http_kafka_stream_counters_t); the zone is sized
+ * in postconfiguration, made here, and read by the location with
+ * kafka_stream_status, which sums the workers and answers JSON, or
+ * Prometheus text when asked for.  It reads the worker's state
+ * (src/..._consumer.c) and the key groups (src/..._frame.c) and answers
+ * through src/..._response.c; the content handler calls it, and
+ * postconfiguration gives the zone its init.  The consumer counts in its
+ * slot through the two accessors in the header.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_kafka_stream.h"
+
+
+#define NGX_HTTP_KAFKA_STREAM_STATUS_KEYS   256   /* bytes of a key shown */
+#define NGX_HTTP_KAFKA_STREAM_STATUS_NKEYS  64    /* keys shown */
+
+
+static ngx_buf_t *ngx_http_kafka_stream_status_json(ngx_http_request_t *r,
+    ngx_http_kafka_stream_main_conf_t *kmcf);
+static ngx_buf_t *ngx_http_kafka_stream_status_prometheus(
+    ngx_http_request_t *r, ngx_http_kafka_stream_main_conf_t *kmcf);
+static void ngx_http_kafka_stream_sum(ngx_http_kafka_stream_main_conf_t *kmcf,
+    ngx_uint_t index, ngx_http_kafka_stream_counters_t *sum);
+
+
+/* status: JSON, or Prometheus text when asked for */
+
+ngx_int_t
+ngx_http_kafka_stream_status(ngx_http_request_t *r)
+{
+    ngx_str_t                           format;
+    ngx_buf_t                          *b;
+    ngx_uint_t                          prometheus;
+    ngx_http_kafka_stream_main_conf_t  *kmcf;
+
+    kmcf = ngx_http_get_module_main_conf(r, ngx_http_kafka_stream_module);
+
+    prometheus = 0;
+
+    if (ngx_http_arg(r, (u_char *) "format", 6, &format) == NGX_OK) {
+        prometheus = (format.len == 10
+                      && ngx_strncmp(format.data, "prometheus", 10) == 0);
+
+#if (NGX_HTTP_HEADERS)
+    } else if (r->headers_in.accept) {
+        prometheus =
+            (ngx_strlcasestrn(r->headers_in.accept->value.data,
+                              r->headers_in.accept->value.data
+                              + r->headers_in.accept->value.len,
+                              (u_char *) "text/plain", 10 - 1)
+             != NULL
+             && ngx_strlcasestrn(r->headers_in.accept->value.data,
+                                 r->headers_in.accept->value.data
+                                 + r->headers_in.accept->value.len,
+                                 (u_char *) "application/json", 16 - 1)
+                == NULL);
+#endif
+    }
+
+    if (prometheus) {
+        b = ngx_http_kafka_stream_status_prometheus(r, kmcf);
+        ngx_str_set(&r->headers_out.content_type,
+                    "text/plain; version=0.0.4");
+
+    } else {
+        b = ngx_http_kafka_stream_status_json(r, kmcf);
+        ngx_str_set(&r->headers_out.content_type, "application/json");
+    }
+
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = b->last - b->pos;
+
+    if (b->last == b->pos) {
+        r->header_only = 1;
+    }
+
+    return ngx_http_kafka_stream_respond(r, b);
+}
+
+
+/* the figures of one source summed over the workers */
+
+static void
+ngx_http_kafka_stream_sum(ngx_http_kafka_stream_main_conf_t *kmcf,
+    ngx_uint_t index, ngx_http_kafka_stream_counters_t *sum)
+{
+    ngx_uint_t                         i;
+    ngx_slab_pool_t                   *shpool;
+    ngx_http_kafka_stream_slot_t      *slot;
+    ngx_http_kafka_stream_counters_t  *c;
+
+    ngx_memzero(sum, sizeof(ngx_http_kafka_stream_counters_t));
+
+    shpool = (ngx_slab_pool_t *) kmcf->shm_zone->shm.addr;
+
+    for (i = 0; i < NGX_HTTP_KAFKA_STREAM_MAX_SLOTS; i++) {
+        slot = ngx_http_kafka_stream_slot(kmcf, shpool->data, i);
+
+        if (slot->pid == 0) {
+            continue;
+        }
+
+        c = ngx_http_kafka_stream_counters(slot, index);
+
+        /* every worker consumes the topic itself: take the largest */
+
+        sum->viewers += c->viewers;
+        sum->parts_sent += c->parts_sent;
+        sum->drops += c->drops;
+        sum->frames_in = ngx_max(sum->frames_in, c->frames_in);
+        sum->bytes_in = ngx_max(sum->bytes_in, c->bytes_in);
+        sum->skipped = ngx_max(sum->skipped, c->skipped);
+        sum->last_offset = ngx_max(sum->last_offset, c->last_offset);
+
+        if (c->latest_msec
+            && (sum->latest_msec == 0
+                || (ngx_msec_int_t) (c->latest_msec - sum->latest_msec) > 0))
+        {
+            sum->latest_msec = c->latest_msec;
+        }
+    }
+}
+
+
+static ngx_buf_t *
+ngx_http_kafka_stream_status_json(ngx_http_request_t *r,
+    ngx_http_kafka_stream_main_conf_t *kmcf)
+{
+    u_char                             *p;
+    size_t                              size, len;
+    ngx_buf_t                          *b;
+    ngx_uint_t                          i, j, up, first;
+    ngx_queue_t                        *q;
+    ngx_slab_pool_t                    *shpool;
+    ngx_http_kafka_stream_slot_t       *slot;
+    ngx_http_kafka_stream_group_t      *g;
+    ngx_http_kafka_stream_source_t    **sources, *src;
+    ngx_http_kafka_stream_counters_t    sum, *c, wsum;
+
+    shpool = (ngx_slab_pool_t *) kmcf->shm_zone->shm.addr;
+    sources = kmcf->sources.elts;
+
+    size = sizeof("{\"version\":\"\",\"workers\":[],\"streams\":[]}\n")
+           + sizeof(NGX_HTTP_KAFKA_STREAM_VERSION)
+           + NGX_HTTP_KAFKA_STREAM_MAX_SLOTS * (128 + 6 * NGX_ATOMIC_T_LEN);
+
+    for (i = 0; i < kmcf->sources.nelts; i++) {
+        src = sources[i];
+        size += 256 + src->topic->name.len + 10 * NGX_ATOMIC_T_LEN;
+
+        if (ngx_http_kafka_stream_worker == NULL) {
+            continue;
+        }
+
+        size += NGX_HTTP_KAFKA_STREAM_STATUS_NKEYS
+                * (3 + 6 * NGX_HTTP_KAFKA_STREAM_STATUS_KEYS);
+    }
+
+    b = ngx_create_temp_buf(r->pool, size);
+    if (b == NULL) {
+        return NULL;
+    }
+
+    p = ngx_sprintf(b->last, "{\"version\":\"%s\",\"workers\":[",
+                    NGX_HTTP_KAFKA_STREAM_VERSION);
+
+    up = 0;
+    first = 1;
+
+    for (i = 0; i < NGX_HTTP_KAFKA_STREAM_MAX_SLOTS; i++) {
+        slot = ngx_http_kafka_stream_slot(kmcf, shpool->data, i);
+
+        if (slot->pid == 0) {
+            continue;
+        }
+
+        ngx_memzero(&wsum, sizeof(ngx_http_kafka_stream_counters_t));
+
+        for (j = 0; j < kmcf->sources.nelts; j++) {
+            c = ngx_http_kafka_stream_counters(slot, j);
+            wsum.viewers += c->viewers;
+            wsum.frames_in += c->frames_in;
+            wsum.parts_sent += c->parts_sent;
+            wsum.drops += c->drops;
+            wsum.skipped += c->skipped;
+        }
+
+        up = ngx_max(up, slot->brokers_up);
+
+        p = ngx_sprintf(p, "%s{\"pid\":%uA,\"brokers_up\":%uA,"
+                        "\"partitions\":%uA,\"viewers\":%uA,"
+                        "\"frames_in\":%uA,\"skipped\":%uA,"
+                        "\"parts_sent\":%uA,\"drops\":%uA}",
+                        first ? "" : ",", slot->pid, slot->brokers_up,
+                        slot->partitions, wsum.viewers, wsum.frames_in,
+                        wsum.skipped, wsum.parts_sent, wsum.drops);
+        first = 0;
+    }
+
+    p = ngx_cpymem(p, "],\"streams\":[", sizeof("],\"streams\":[") - 1);
+
+    for (i = 0; i < kmcf->sources.nelts; i++) {
+        src = sources[i];
+
+        ngx_http_kafka_stream_sum(kmcf, i, &sum);
+
+        p = ngx_sprintf(p, "%s{\"topic\":\"%V\",", i ? "," : "",
+                        &src->topic->name);
+
+        if (src->partition == NGX_HTTP_KAFKA_STREAM_ALL) {
+            p = ngx_cpymem(p, "\"partition\":\"all\",",
+                           sizeof("\"partition\":\"all\",") - 1);
+
+        } else {
+            p = ngx_sprintf(p, "\"partition\":%i,", src->partition);
+        }
+
+        p = ngx_sprintf(p, "\"viewers\":%uA,\"frames_in\":%uA,"
+                        "\"bytes_in\":%uA,\"parts_sent\":%uA,\"drops\":%uA,"
+                        "\"skipped\":%uA,",
+                        sum.viewers, sum.frames_in, sum.bytes_in,
+                        sum.parts_sent, sum.drops, sum.skipped);
+
+        if (sum.latest_msec) {
+            p = ngx_sprintf(p, "\"last_offset\":%uA,\"latest_age_ms\":%M,",
+                            sum.last_offset,
+                            (ngx_msec_t) (ngx_current_msec - sum.latest_msec));
+
+        } else {
+            p = ngx_cpymem(p, "\"last_offset\":null,\"latest_age_ms\":null,",
+                           sizeof("\"last_offset\":null,"
+                                  "\"latest_age_ms\":null,") - 1);
+        }
+
+        p = ngx_sprintf(p, "\"broker\":\"%s\",\"keys\":[",
+                        up ? "up" : "down");
+
+        if (ngx_http_kafka_stream_worker) {
+            first = 1;
+            j = 0;
+
+            for (q = ngx_queue_head(&src->groups);
+                 q != ngx_queue_sentinel(&src->groups)
+                 && j < NGX_HTTP_KAFKA_STREAM_STATUS_NKEYS;
+                 q = ngx_queue_next(q))
+            {
+                g = ngx_queue_data(q, ngx_http_kafka_stream_group_t, queue);
+
+                /* keys seen in Kafka, not the ones viewers asked for */
+
+                if (g->latest == NULL) {
+                    continue;
+                }
+
+                j++;
+
+                len = ngx_min(g->key.len, NGX_HTTP_KAFKA_STREAM_STATUS_KEYS);
+
+                *p++ = first ? '"' : ',';
+
+                if (!first) {
+                    *p++ = '"';
+                }
+
+                p += ngx_http_kafka_stream_escape_json(p, g->key.data, len);
+                *p++ = '"';
+                first = 0;
+            }
+        }
+
+        p = ngx_cpymem(p, "]}", 2);
+    }
+
+    p = ngx_cpymem(p, "]}\n", 3);
+
+    b->last = p;
+
+    return b;
+}
+
+
+static ngx_buf_t *
+ngx_http_kafka_stream_status_prometheus(ngx_http_request_t *r,
+    ngx_http_kafka_stream_main_conf_t *kmcf)
+{
+    u_char                             *p;
+    size_t                              size;
+    ngx_buf_t                          *b;
+    ngx_str_t                           partition;
+    ngx_uint_t                          i, k, up, replays;
+    ngx_slab_pool_t                    *shpool;
+    ngx_http_kafka_stream_slot_t       *slot;
+    ngx_http_kafka_stream_source_t    **sources, *src;
+    ngx_http_kafka_stream_counters_t    sum;
+    u_char                              num[NGX_INT_T_LEN];
+
+    static struct {
+        char        *name;
+        char        *type;
+        char        *help;
+        size_t       offset;
+    } metrics[] = {
+        { "viewers", "gauge", "viewers connected",
+          offsetof(ngx_http_kafka_stream_counters_t, viewers) },
+        { "frames_received_total", "counter", "frames received from Kafka",
+          offsetof(ngx_http_kafka_stream_counters_t, frames_in) },
+        { "bytes_received_total", "counter", "image bytes received",
+          offsetof(ngx_http_kafka_stream_counters_t, bytes_in) },
+        { "parts_sent_total", "counter", "frames sent to viewers",
+          offsetof(ngx_http_kafka_stream_counters_t, parts_sent) },
+        { "drops_total", "counter",
+          "frames replaced before a slow viewer took them",
+          offsetof(ngx_http_kafka_stream_counters_t, drops) },
+        { "skipped_total", "counter",
+          "messages skipped (not an image, or too large)",
+          offsetof(ngx_http_kafka_stream_counters_t, skipped) },
+        { "last_offset", "gauge", "offset of the latest frame",
+          offsetof(ngx_http_kafka_stream_counters_t, last_offset) },
+        { NULL, NULL, NULL, 0 }
+    };
+
+    shpool = (ngx_slab_pool_t *) kmcf->shm_zone->shm.addr;
+    sources = kmcf->sources.elts;
+
+    size = 640;
+
+    for (i = 0; metrics[i].name; i++) {
+        size += 128 + kmcf->sources.nelts * (128 + NGX_ATOMIC_T_LEN);
+    }
+
+    for (i = 0; i < kmcf->sources.nelts; i++) {
+        size += 8 * sources[i]->topic->name.len;
+    }
+
+    b = ngx_create_temp_buf(r->pool, size);
+    if (b == NULL) {
+        return NULL;
+    }
+
+    p = b->last;
+
+    for (i = 0; metrics[i].name; i++) {
+        p = ngx_sprintf(p, "# HELP kafka_stream_%s %s\n"
+                        "# TYPE kafka_stream_%s %s\n",
+                        metrics[i].name, metrics[i].help,
+                        metrics[i].name, metrics[i].type);
+
+        for (k = 0; k < kmcf->sources.nelts; k++) {
+            src = sources[k];
+
+            ngx_http_kafka_stream_sum(kmcf, k, &sum);
+
+            if (src->partition == NGX_HTTP_KAFKA_STREAM_ALL) {
+                ngx_str_set(&partition, "all");
+
+            } else {
+                partition.data = num;
+                partition.len = ngx_sprintf(num, "%i", src->partition) - num;
+            }
+
+            p = ngx_sprintf(p, "kafka_stream_%s{topic=\"%V\","
+                            "partition=\"%V\"} %uA\n",
+                            metrics[i].name, &src->topic->name, &partition,
+                            *(ngx_atomic_t *) ((u_char *) &sum
+                                               + metrics[i].offset));
+        }
+    }
+
+    up = 0;
+    replays = 0;
+
+    for (i = 0; i < NGX_HTTP_KAFKA_STREAM_MAX_SLOTS; i++) {
+        slot = ngx_http_kafka_stream_slot(kmcf, shpool->data, i);
+
+        if (slot->pid) {
+            up = ngx_max(up, slot->brokers_up);
+            replays += slot->replays;
+        }
+    }
+
+    p = ngx_sprintf(p, "# HELP kafka_stream_replays replay consumers "
+                    "(all workers)\n"
+                    "# TYPE kafka_stream_replays gauge\n"
+                    "kafka_stream_replays %ui\n"
+                    "# HELP kafka_stream_brokers_up brokers connected "
+                    "(the best worker)\n"
+                    "# TYPE kafka_stream_brokers_up gauge\n"
+                    "kafka_stream_brokers_up %ui\n", replays, up);
+
+    b->last = p;
+
+    return b;
+}
+
+
+ngx_int_t
+ngx_http_kafka_stream_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    size_t                              size;
+    ngx_slab_pool_t                    *shpool;
+    ngx_http_kafka_stream_main_conf_t  *kmcf;
+
+    kmcf = shm_zone->data;
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    size = NGX_HTTP_KAFKA_STREAM_MAX_SLOTS * kmcf->slot_size;
+
+    shpool->data = ngx_slab_calloc(shpool, size);
+    if (shpool->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
