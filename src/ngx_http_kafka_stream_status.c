@@ -27,6 +27,10 @@ static ngx_buf_t *ngx_http_kafka_stream_status_json(ngx_http_request_t *r,
     ngx_http_kafka_stream_main_conf_t *kmcf);
 static ngx_buf_t *ngx_http_kafka_stream_status_prometheus(
     ngx_http_request_t *r, ngx_http_kafka_stream_main_conf_t *kmcf);
+static size_t ngx_http_kafka_stream_consuming_size(
+    ngx_http_kafka_stream_main_conf_t *kmcf, ngx_http_kafka_stream_slot_t *slot);
+static u_char *ngx_http_kafka_stream_consuming_json(u_char *p,
+    ngx_http_kafka_stream_main_conf_t *kmcf, ngx_http_kafka_stream_slot_t *slot);
 static void ngx_http_kafka_stream_sum(ngx_http_kafka_stream_main_conf_t *kmcf,
     ngx_uint_t index, ngx_http_kafka_stream_counters_t *sum);
 
@@ -154,8 +158,16 @@ ngx_http_kafka_stream_status_json(ngx_http_request_t *r,
     sources = kmcf->sources.elts;
 
     size = sizeof("{\"version\":\"\",\"workers\":[],\"streams\":[]}\n")
-           + sizeof(NGX_HTTP_KAFKA_STREAM_VERSION)
-           + NGX_HTTP_KAFKA_STREAM_MAX_SLOTS * (128 + 6 * NGX_ATOMIC_T_LEN);
+           + sizeof(NGX_HTTP_KAFKA_STREAM_VERSION);
+
+    for (i = 0; i < NGX_HTTP_KAFKA_STREAM_MAX_SLOTS; i++) {
+        slot = ngx_http_kafka_stream_slot(kmcf, shpool->data, i);
+
+        if (slot->pid) {
+            size += 192 + 8 * NGX_ATOMIC_T_LEN
+                    + ngx_http_kafka_stream_consuming_size(kmcf, slot);
+        }
+    }
 
     for (i = 0; i < kmcf->sources.nelts; i++) {
         src = sources[i];
@@ -201,12 +213,17 @@ ngx_http_kafka_stream_status_json(ngx_http_request_t *r,
         up = ngx_max(up, slot->brokers_up);
 
         p = ngx_sprintf(p, "%s{\"pid\":%uA,\"brokers_up\":%uA,"
-                        "\"partitions\":%uA,\"viewers\":%uA,"
+                        "\"partitions\":%uA,\"bytes_in\":%uA,"
+                        "\"viewers\":%uA,"
                         "\"frames_in\":%uA,\"skipped\":%uA,"
-                        "\"parts_sent\":%uA,\"drops\":%uA}",
+                        "\"parts_sent\":%uA,\"drops\":%uA,\"consuming\":",
                         first ? "" : ",", slot->pid, slot->brokers_up,
-                        slot->partitions, wsum.viewers, wsum.frames_in,
-                        wsum.skipped, wsum.parts_sent, wsum.drops);
+                        slot->partitions, slot->bytes_in, wsum.viewers,
+                        wsum.frames_in, wsum.skipped, wsum.parts_sent,
+                        wsum.drops);
+
+        p = ngx_http_kafka_stream_consuming_json(p, kmcf, slot);
+        *p++ = '}';
         first = 0;
     }
 
@@ -335,7 +352,15 @@ ngx_http_kafka_stream_status_prometheus(ngx_http_request_t *r,
     shpool = (ngx_slab_pool_t *) kmcf->shm_zone->shm.addr;
     sources = kmcf->sources.elts;
 
-    size = 640;
+    size = 640 + 512;
+
+    for (i = 0; i < NGX_HTTP_KAFKA_STREAM_MAX_SLOTS; i++) {
+        slot = ngx_http_kafka_stream_slot(kmcf, shpool->data, i);
+
+        if (slot->pid) {
+            size += 2 * (64 + 2 * NGX_ATOMIC_T_LEN);
+        }
+    }
 
     for (i = 0; metrics[i].name; i++) {
         size += 128 + kmcf->sources.nelts * (128 + NGX_ATOMIC_T_LEN);
@@ -400,9 +425,116 @@ ngx_http_kafka_stream_status_prometheus(ngx_http_request_t *r,
                     "# TYPE kafka_stream_brokers_up gauge\n"
                     "kafka_stream_brokers_up %ui\n", replays, up);
 
+    /* per worker: what it reads from Kafka, which follows its viewers */
+
+    for (k = 0; k < 2; k++) {
+        p = ngx_cpymem(p, k ? "# HELP kafka_stream_worker_bytes_received_total "
+                              "bytes the worker read from Kafka\n"
+                              "# TYPE kafka_stream_worker_bytes_received_total "
+                              "counter\n"
+                            : "# HELP kafka_stream_worker_partitions "
+                              "partitions the worker reads\n"
+                              "# TYPE kafka_stream_worker_partitions gauge\n",
+                       k ? sizeof("# HELP kafka_stream_worker_bytes_received_"
+                                  "total bytes the worker read from Kafka\n"
+                                  "# TYPE kafka_stream_worker_bytes_received_"
+                                  "total counter\n") - 1
+                         : sizeof("# HELP kafka_stream_worker_partitions "
+                                  "partitions the worker reads\n"
+                                  "# TYPE kafka_stream_worker_partitions "
+                                  "gauge\n") - 1);
+
+        for (i = 0; i < NGX_HTTP_KAFKA_STREAM_MAX_SLOTS; i++) {
+            slot = ngx_http_kafka_stream_slot(kmcf, shpool->data, i);
+
+            if (slot->pid == 0) {
+                continue;
+            }
+
+            p = ngx_sprintf(p, k ? "kafka_stream_worker_bytes_received_total"
+                                   "{pid=\"%uA\"} %uA\n"
+                                 : "kafka_stream_worker_partitions"
+                                   "{pid=\"%uA\"} %uA\n",
+                            slot->pid, k ? slot->bytes_in : slot->partitions);
+        }
+    }
+
     b->last = p;
 
     return b;
+}
+
+
+/* a worker's partitions being read, as JSON: {"topic":[0,5],...} */
+
+static size_t
+ngx_http_kafka_stream_consuming_size(ngx_http_kafka_stream_main_conf_t *kmcf,
+    ngx_http_kafka_stream_slot_t *slot)
+{
+    size_t                           size;
+    u_char                          *bits;
+    ngx_uint_t                       i, b;
+    ngx_http_kafka_stream_topic_t  **topics;
+
+    topics = kmcf->topics.elts;
+    size = 2;
+
+    for (i = 0; i < kmcf->topics.nelts; i++) {
+        bits = ngx_http_kafka_stream_consuming(kmcf, slot, i);
+        size += topics[i]->name.len + 6;
+
+        for (b = 0; b < NGX_HTTP_KAFKA_STREAM_MAX_PARTS / 8; b++) {
+            /* up to 8 of "1023," */
+            size += bits[b] ? 8 * 5 : 0;
+        }
+    }
+
+    return size;
+}
+
+
+static u_char *
+ngx_http_kafka_stream_consuming_json(u_char *p,
+    ngx_http_kafka_stream_main_conf_t *kmcf, ngx_http_kafka_stream_slot_t *slot)
+{
+    u_char                          *bits;
+    ngx_uint_t                       i, n, first, one;
+    ngx_http_kafka_stream_topic_t  **topics;
+
+    topics = kmcf->topics.elts;
+    first = 1;
+
+    *p++ = '{';
+
+    for (i = 0; i < kmcf->topics.nelts; i++) {
+        bits = ngx_http_kafka_stream_consuming(kmcf, slot, i);
+        one = 1;
+
+        for (n = 0; n < NGX_HTTP_KAFKA_STREAM_MAX_PARTS; n++) {
+            if (!(bits[n / 8] & (1 << (n % 8)))) {
+                continue;
+            }
+
+            if (one) {
+                /* topic names are checked: nothing to escape */
+                p = ngx_sprintf(p, "%s\"%V\":[%ui", first ? "" : ",",
+                                &topics[i]->name, n);
+                first = 0;
+                one = 0;
+
+            } else {
+                p = ngx_sprintf(p, ",%ui", n);
+            }
+        }
+
+        if (!one) {
+            *p++ = ']';
+        }
+    }
+
+    *p++ = '}';
+
+    return p;
 }
 
 
