@@ -4,7 +4,7 @@
 #                   fetches Apache Kafka from Maven Central once)
 #   make test       build, then run the whole suite (prove -r t/)
 #   make demo       run broker + nginx + producer on a sample video
-#   make bench      the benchmarks (bench/run, ~15 min) into bench/RESULTS.md
+#   make bench      the benchmarks (bench/run, ~20 min) into bench/RESULTS.md
 #   make stress     the 1-hour soak (stress/run; STRESS_DURATION=300: 5 min)
 #   make deb        Debian packages of the module and the producer, build/deb/
 #   make install    module, load_module snippet and producer into the system

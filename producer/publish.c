@@ -35,12 +35,12 @@ struct publisher {
 
 /* A frame over the size limit is a configuration problem: say what to do. */
 static void
-report_too_large(publisher_t *p, int64_t index, size_t len, const char *who)
+report_too_large(publisher_t *p, int64_t index, size_t len)
 {
-    ksp_error("frame %" PRId64 " is %zu bytes, over the %s limit of %" PRId64
-              " bytes (message.max.bytes): use --format jpeg or a smaller"
-              " --size WxH (or raise -X message.max.bytes=N where the broker"
-              " allows it)", index, len, who, p->max_bytes);
+    ksp_error("frame %" PRId64 " is %zu bytes, over the producer's limit of"
+              " %" PRId64 " bytes (message.max.bytes): use --format jpeg or"
+              " a smaller --size WxH (or raise -X message.max.bytes=N where"
+              " the broker allows it)", index, len, p->max_bytes);
     p->fatal = 1;
 }
 
@@ -50,13 +50,19 @@ report_failure(publisher_t *p, const rd_kafka_message_t *m)
 {
     int64_t  index = (int64_t) (intptr_t) m->_private;
 
-    if (m->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
-        report_too_large(p, index, m->len, "broker's");
-        return;
-    }
-
     if (p->failing && m->err == p->last_err) {
         return;     /* the same outage: counted, not repeated */
+    }
+
+    /* within the producer's limit, so over the topic's: the broker's
+     * answer does not say how far over */
+    if (m->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
+        ksp_error("frame %" PRId64 " is %zu bytes, more than topic '%s'"
+                  " takes (its max.message.bytes): use --format jpeg or a"
+                  " smaller --size WxH, or raise the topic's"
+                  " max.message.bytes", index, m->len, p->opts.topic);
+        p->fatal = 1;
+        return;
     }
 
     if (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE
@@ -388,7 +394,7 @@ publisher_send(publisher_t *p, uint8_t *data, size_t len,
     p->stats.failed++;
 
     if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
-        report_too_large(p, m->index, len, "producer's");
+        report_too_large(p, m->index, len);
     } else if (!p->failing || err != p->last_err) {
         ksp_error("cannot queue frame %" PRId64 " for topic '%s': %s",
                   m->index, p->opts.topic, rd_kafka_err2str(err));

@@ -53,7 +53,12 @@ ngx_http_kafka_stream_worker_t  *ngx_http_kafka_stream_worker;
 /* consumer properties suited to live video; kafka_stream_option wins */
 
 static ngx_keyval_t  ngx_http_kafka_stream_defaults[] = {
-    { ngx_string("fetch.wait.max.ms"), ngx_string("10") },
+    /*
+     * a broker answers a fetch as soon as a frame is there, so the wait
+     * adds no latency: it says how often an idle worker asks each broker,
+     * 2 times a second rather than 100 with 10 ms (bench/RESULTS.md, 3)
+     */
+    { ngx_string("fetch.wait.max.ms"), ngx_string("500") },
     { ngx_string("enable.partition.eof"), ngx_string("false") },
     { ngx_string("allow.auto.create.topics"), ngx_string("false") },
     { ngx_string("enable.auto.commit"), ngx_string("false") },

@@ -308,6 +308,10 @@ ngx_http_kafka_stream_replay_consumer(ngx_http_kafka_stream_replay_t *rp)
         { ngx_string("statistics.interval.ms"), ngx_string("0") },
         /* the end of the log is where the replay may become live */
         { ngx_string("enable.partition.eof"), ngx_string("true") },
+        /* and the end is an empty fetch: with a wait longer than the
+           time between frames every fetch brings one and a replay that
+           caught up never goes live */
+        { ngx_string("fetch.wait.max.ms"), ngx_string("10") },
         /* a replay overtaken by retention goes on from the oldest frame */
         { ngx_string("auto.offset.reset"), ngx_string("earliest") },
         { ngx_null_string, ngx_null_string }

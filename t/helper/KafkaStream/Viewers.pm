@@ -35,9 +35,18 @@ package KafkaStream::Viewers;
 #                                       the frames the response carried,
 #                                       after what came before the first
 #                                       expected one and the re-sends
+#   status_until(sub { $_[0]{...} })    waits until the code, given the
+#                                       status, returns true: true, or false
+#                                       after 10 s
+#   replays()                           replay consumers alive in nginx
+#   after_log(qr/.../, sub { ... })     a child that runs the code once
+#                                       error.log has a matching line
+#   old_worker_exited()                 waits until error.log says that a
+#                                       worker exited with code 0: true, or
+#                                       false after 30 s
 #
 # The /status location must be configured as "location /status
-# { kafka_stream_status; }" for the first three.
+# { kafka_stream_status; }" for the status functions and replays().
 
 use strict;
 use warnings;
@@ -53,7 +62,8 @@ use KafkaStream::Test ();
 our @EXPORT = qw(status_json watched wait_ready produce_seen
                  produce_when_watched start_viewer
                  finish_viewer timed_parts frame_indexes squeeze
-                 frames_check);
+                 frames_check status_until replays after_log
+                 old_worker_exited);
 
 our $Boundary = 'kafka-stream-frame';
 
@@ -335,6 +345,66 @@ sub frames_check {
         Test::More::is("@got", "@want", $block->name . " - frames in order")
             or Test::More::diag("all the frames received: @all");
     };
+}
+
+
+sub status_until {
+    my ($code) = @_;
+    my $deadline = time + 10;
+
+    until ($code->(status_json() // {})) {
+        return 0 if time > $deadline;
+        sleep 0.02;
+    }
+
+    return 1;
+}
+
+
+# the Prometheus status says it
+sub replays {
+    my $text = http_get('/status?format=prometheus') // return -1;
+    return $text =~ /^kafka_stream_replays (\d+)$/m ? $1 : -1;
+}
+
+
+# true once error.log has a line matching $re, false after $seconds
+sub logged {
+    my ($re, $seconds) = @_;
+    my $deadline = time + $seconds;
+
+    for (;;) {
+        open my $in, '<', $Test::Nginx::Util::ErrLogFile or return 0;
+        return 1 if grep { /$re/ } <$in>;
+        close $in;
+        return 0 if time > $deadline;
+        sleep 0.02;
+    }
+}
+
+
+sub after_log {
+    my ($re, $code) = @_;
+
+    my $pid = fork;
+    die "fork: $!\n" if !defined $pid;
+
+    if ($pid == 0) {
+        my $ok = eval {
+            logged($re, 30) or die "never logged: $re\n";
+            $code->();
+            1;
+        };
+        warn $@ if !$ok;
+        POSIX::_exit($ok ? 0 : 1);
+    }
+
+    push @KafkaStream::Test::Children, $pid;
+}
+
+
+sub old_worker_exited {
+    return logged(qr/worker process \d+ exited with code 0/, 30);
 }
 
 
