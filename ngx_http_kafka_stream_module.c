@@ -701,7 +701,9 @@ ngx_http_kafka_stream_postconfiguration(ngx_conf_t *cf)
                         * (NGX_HTTP_KAFKA_STREAM_MAX_PARTS / 8);
 
     size = 8 * ngx_pagesize
-           + 2 * ngx_align(NGX_HTTP_KAFKA_STREAM_MAX_SLOTS * kmcf->slot_size,
+           + 2 * ngx_align(NGX_HTTP_KAFKA_STREAM_MAX_SLOTS * kmcf->slot_size
+                           + kmcf->sources.nelts
+                             * sizeof(ngx_http_kafka_stream_keys_t),
                            ngx_pagesize);
 
     /*

@@ -103,6 +103,8 @@ typedef struct {
     unsigned                        all:1;
     /* a catch-up changed "latest": its viewers get it after the drain */
     unsigned                        caught:1;
+    /* the key is in the source's list in the shared zone */
+    unsigned                        listed:1;
     ngx_http_kafka_stream_frame_t  *latest;
     ngx_msec_t                      updated;
 } ngx_http_kafka_stream_group_t;
@@ -427,6 +429,27 @@ struct ngx_http_kafka_stream_worker_s {
 };
 
 
+/*
+ * The keys of a source's frames, as any worker saw them since the start
+ * (the first NGX_HTTP_KAFKA_STREAM_KEYS_LISTED, truncated): the status
+ * lists them, the viewer page offers them.  In the shared zone after the
+ * slots, under the zone's mutex.
+ */
+
+#define NGX_HTTP_KAFKA_STREAM_KEYS_LISTED   64
+#define NGX_HTTP_KAFKA_STREAM_KEY_LISTED    256
+
+typedef struct {
+    size_t                          len;
+    u_char                          data[NGX_HTTP_KAFKA_STREAM_KEY_LISTED];
+} ngx_http_kafka_stream_key_t;
+
+typedef struct {
+    ngx_uint_t                      n;
+    ngx_http_kafka_stream_key_t     keys[NGX_HTTP_KAFKA_STREAM_KEYS_LISTED];
+} ngx_http_kafka_stream_keys_t;
+
+
 /* a worker's slot in the shared zone, and its counters of a source */
 
 static ngx_inline ngx_http_kafka_stream_slot_t *
@@ -444,6 +467,19 @@ ngx_http_kafka_stream_counters(ngx_http_kafka_stream_slot_t *slot,
 {
     return (ngx_http_kafka_stream_counters_t *)
                ((u_char *) slot + sizeof(ngx_http_kafka_stream_slot_t))
+           + index;
+}
+
+
+/* a source's keys, after the slots */
+
+static ngx_inline ngx_http_kafka_stream_keys_t *
+ngx_http_kafka_stream_keys(ngx_http_kafka_stream_main_conf_t *kmcf,
+    void *slots, ngx_uint_t index)
+{
+    return (ngx_http_kafka_stream_keys_t *)
+               ((u_char *) slots
+                + NGX_HTTP_KAFKA_STREAM_MAX_SLOTS * kmcf->slot_size)
            + index;
 }
 

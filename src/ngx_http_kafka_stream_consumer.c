@@ -37,6 +37,8 @@ static ngx_int_t ngx_http_kafka_stream_consumer(ngx_cycle_t *cycle,
 static void ngx_http_kafka_stream_wakeup_handler(ngx_event_t *ev);
 static void ngx_http_kafka_stream_drain(void);
 static void ngx_http_kafka_stream_message(rd_kafka_message_t *msg);
+static void ngx_http_kafka_stream_list_key(ngx_http_kafka_stream_worker_t *w,
+    ngx_http_kafka_stream_source_t *src, ngx_http_kafka_stream_group_t *g);
 static void ngx_http_kafka_stream_caught_up(ngx_http_kafka_stream_worker_t *w);
 static void ngx_http_kafka_stream_publish_caught(
     ngx_http_kafka_stream_worker_t *w, ngx_http_kafka_stream_group_t *g);
@@ -746,6 +748,10 @@ ngx_http_kafka_stream_message(rd_kafka_message_t *msg)
 
         if (msg->key_len && msg->key_len <= NGX_HTTP_KAFKA_STREAM_MAX_KEY) {
             g = ngx_http_kafka_stream_group(src, msg->key, msg->key_len, 2);
+
+            if (g && !g->listed) {
+                ngx_http_kafka_stream_list_key(w, src, g);
+            }
         }
 
         if (catchup) {
@@ -765,6 +771,51 @@ ngx_http_kafka_stream_message(rd_kafka_message_t *msg)
 
         ngx_http_kafka_stream_frame_release(f);
     }
+}
+
+
+/*
+ * A key the worker sees in the source's frames for the first time: into
+ * the source's list in the shared zone (the status, any worker's), where
+ * it stays when the worker no longer reads its partition.  Once per group
+ * and worker: the list is checked under the zone's mutex.
+ */
+
+static void
+ngx_http_kafka_stream_list_key(ngx_http_kafka_stream_worker_t *w,
+    ngx_http_kafka_stream_source_t *src, ngx_http_kafka_stream_group_t *g)
+{
+    size_t                         len;
+    ngx_uint_t                     i;
+    ngx_slab_pool_t               *shpool;
+    ngx_http_kafka_stream_key_t   *k;
+    ngx_http_kafka_stream_keys_t  *keys;
+
+    g->listed = 1;
+
+    shpool = (ngx_slab_pool_t *) w->conf->shm_zone->shm.addr;
+    keys = ngx_http_kafka_stream_keys(w->conf, shpool->data, src->index);
+    len = ngx_min(g->key.len, NGX_HTTP_KAFKA_STREAM_KEY_LISTED);
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    for (i = 0; i < keys->n; i++) {
+        if (keys->keys[i].len == len
+            && ngx_memcmp(keys->keys[i].data, g->key.data, len) == 0)
+        {
+            goto done;
+        }
+    }
+
+    if (keys->n < NGX_HTTP_KAFKA_STREAM_KEYS_LISTED) {
+        k = &keys->keys[keys->n++];
+        k->len = len;
+        ngx_memcpy(k->data, g->key.data, len);
+    }
+
+done:
+
+    ngx_shmtx_unlock(&shpool->mutex);
 }
 
 

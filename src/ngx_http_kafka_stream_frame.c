@@ -341,6 +341,7 @@ ngx_http_kafka_stream_group(ngx_http_kafka_stream_source_t *src, u_char *key,
     g->nviewers = 0;
     g->all = 0;
     g->caught = 0;
+    g->listed = 0;
     g->latest = NULL;
     g->updated = ngx_current_msec;
 

@@ -4,7 +4,8 @@
  * zone, per source (ngx_http_kafka_stream_counters_t); the zone is sized
  * in postconfiguration, made here, and read by the location with
  * kafka_stream_status, which sums the workers and answers JSON, or
- * Prometheus text when asked for.  It reads the worker's state
+ * Prometheus text when asked for.  After the slots, each source's keys,
+ * as the workers saw them.  It reads the worker's state
  * (src/..._consumer.c) and the key groups (src/..._frame.c) and answers
  * through src/..._response.c; the content handler calls it, and
  * postconfiguration gives the zone its init.  The consumer counts in its
@@ -17,10 +18,6 @@
 #include <ngx_http.h>
 
 #include "ngx_http_kafka_stream.h"
-
-
-#define NGX_HTTP_KAFKA_STREAM_STATUS_KEYS   256   /* bytes of a key shown */
-#define NGX_HTTP_KAFKA_STREAM_STATUS_NKEYS  64    /* keys shown */
 
 
 static ngx_buf_t *ngx_http_kafka_stream_status_json(ngx_http_request_t *r,
@@ -144,13 +141,12 @@ ngx_http_kafka_stream_status_json(ngx_http_request_t *r,
     ngx_http_kafka_stream_main_conf_t *kmcf)
 {
     u_char                             *p;
-    size_t                              size, len;
+    size_t                              size;
     ngx_buf_t                          *b;
     ngx_uint_t                          i, j, up, first;
-    ngx_queue_t                        *q;
     ngx_slab_pool_t                    *shpool;
     ngx_http_kafka_stream_slot_t       *slot;
-    ngx_http_kafka_stream_group_t      *g;
+    ngx_http_kafka_stream_keys_t       *keys;
     ngx_http_kafka_stream_source_t    **sources, *src;
     ngx_http_kafka_stream_counters_t    sum, *c, wsum;
 
@@ -171,14 +167,9 @@ ngx_http_kafka_stream_status_json(ngx_http_request_t *r,
 
     for (i = 0; i < kmcf->sources.nelts; i++) {
         src = sources[i];
-        size += 256 + src->topic->name.len + 10 * NGX_ATOMIC_T_LEN;
-
-        if (ngx_http_kafka_stream_worker == NULL) {
-            continue;
-        }
-
-        size += NGX_HTTP_KAFKA_STREAM_STATUS_NKEYS
-                * (3 + 6 * NGX_HTTP_KAFKA_STREAM_STATUS_KEYS);
+        size += 256 + src->topic->name.len + 10 * NGX_ATOMIC_T_LEN
+                + NGX_HTTP_KAFKA_STREAM_KEYS_LISTED
+                  * (3 + 6 * NGX_HTTP_KAFKA_STREAM_KEY_LISTED);
     }
 
     b = ngx_create_temp_buf(r->pool, size);
@@ -265,38 +256,25 @@ ngx_http_kafka_stream_status_json(ngx_http_request_t *r,
         p = ngx_sprintf(p, "\"broker\":\"%s\",\"keys\":[",
                         up ? "up" : "down");
 
-        if (ngx_http_kafka_stream_worker) {
-            first = 1;
-            j = 0;
+        /* keys seen in Kafka by any worker, not the ones viewers asked for */
 
-            for (q = ngx_queue_head(&src->groups);
-                 q != ngx_queue_sentinel(&src->groups)
-                 && j < NGX_HTTP_KAFKA_STREAM_STATUS_NKEYS;
-                 q = ngx_queue_next(q))
-            {
-                g = ngx_queue_data(q, ngx_http_kafka_stream_group_t, queue);
+        keys = ngx_http_kafka_stream_keys(kmcf, shpool->data, i);
 
-                /* keys seen in Kafka, not the ones viewers asked for */
+        ngx_shmtx_lock(&shpool->mutex);
 
-                if (g->latest == NULL) {
-                    continue;
-                }
+        for (j = 0; j < keys->n; j++) {
+            *p++ = j ? ',' : '"';
 
-                j++;
-
-                len = ngx_min(g->key.len, NGX_HTTP_KAFKA_STREAM_STATUS_KEYS);
-
-                *p++ = first ? '"' : ',';
-
-                if (!first) {
-                    *p++ = '"';
-                }
-
-                p += ngx_http_kafka_stream_escape_json(p, g->key.data, len);
+            if (j) {
                 *p++ = '"';
-                first = 0;
             }
+
+            p += ngx_http_kafka_stream_escape_json(p, keys->keys[j].data,
+                                                   keys->keys[j].len);
+            *p++ = '"';
         }
+
+        ngx_shmtx_unlock(&shpool->mutex);
 
         p = ngx_cpymem(p, "]}", 2);
     }
@@ -548,7 +526,8 @@ ngx_http_kafka_stream_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     kmcf = shm_zone->data;
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
 
-    size = NGX_HTTP_KAFKA_STREAM_MAX_SLOTS * kmcf->slot_size;
+    size = NGX_HTTP_KAFKA_STREAM_MAX_SLOTS * kmcf->slot_size
+           + kmcf->sources.nelts * sizeof(ngx_http_kafka_stream_keys_t);
 
     shpool->data = ngx_slab_calloc(shpool, size);
     if (shpool->data == NULL) {
