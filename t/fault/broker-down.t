@@ -22,8 +22,11 @@ my $slow = slow_factor();
 my @F = make_frames(400, format => 'png', size => '64x48');
 
 # no kafka_stream_option: the module's defaults must recover quickly
+# every worker reads the topic from its start, viewers or not (the
+# fleet's partitions that follow their viewers: t/fleet/)
 my $ng = nginx_start(workers => 2,
-                     http => stream_http('location /stream { kafka_stream cams; }'));
+                     http => stream_http('location /stream { kafka_stream cams; }',
+                                         'kafka_stream_always_consume on;'));
 
 ok(until_true(20 * $slow, sub { workers_have('brokers_up')
                                 && workers_have('partitions') }),

@@ -24,7 +24,10 @@ my @F = make_frames(3 * $Per, format => 'png', size => '64x48');
 # every partition starts on broker 1
 broker_control("leader cams $_ 1") for 0 .. 2;
 
-my $ng = nginx_start(workers => 2, http => stream_http(<<'_EOC_'));
+# every worker reads the topic from its start, viewers or not (the
+# fleet's partitions that follow their viewers: t/fleet/)
+my $always = 'kafka_stream_always_consume on;';
+my $ng = nginx_start(workers => 2, http => stream_http(<<'_EOC_', $always));
         location /all { kafka_stream cams; }
         location /one { kafka_stream cams; kafka_stream_partition 1; }
 _EOC_

@@ -15,6 +15,9 @@ package Fleet;
 #                               partitioner put each key: one small frame
 #                               per key is produced (config => [...] for
 #                               another partitioner), then read back
+#   keys_apart($topic, $n)      ($at, @keys): $n keys of cam1 .. cam16 on
+#                               $n different partitions, and the
+#                               key_partitions() of all 16
 #   open_viewer($uri)           a viewer connection, reading in the
 #                               background (a child); peek_viewer($v)
 #                               the bytes it got so far; close_viewer($v)
@@ -38,7 +41,7 @@ use KafkaStream::Test ();
 use Reliability qw(status port until_true start_capture stop_capture);
 
 our @EXPORT = qw(consumed consumed_all consumed_by consumed_is
-                 key_partitions open_viewer peek_viewer close_viewer
+                 key_partitions keys_apart open_viewer peek_viewer close_viewer
                  first_part
                  parts_of stamps_of);
 
@@ -99,6 +102,20 @@ sub key_partitions {
 sub open_viewer {
     my ($uri) = @_;
     return start_capture("GET $uri HTTP/1.1\r\nHost: localhost\r\n\r\n");
+}
+
+
+sub keys_apart {
+    my ($topic, $n) = @_;
+    my $at = key_partitions($topic, [map { "cam$_" } 1 .. 16]);
+    my (@keys, %seen);
+
+    for (sort keys %$at) {
+        push @keys, $_ if !$seen{$at->{$_}}++;
+    }
+
+    die "keys_apart: fewer than $n partitions hold keys\n" if @keys < $n;
+    return ($at, @keys[0 .. $n - 1]);
 }
 
 

@@ -20,12 +20,7 @@ my $slow = slow_factor();
 my @F = make_frames(40, format => 'jpeg', size => '32x24');
 
 # three keys on three partitions
-my $at = key_partitions('cams', [map { "cam$_" } 1 .. 16]);
-my (@k, %seen);
-for (sort keys %$at) {
-    push @k, $_ if !$seen{$at->{$_}}++;
-}
-my ($ka, $kb, $kc) = @k;
+my ($at, $ka, $kb, $kc) = keys_apart('cams', 3);
 note "$ka on $at->{$ka}, $kb on $at->{$kb}, $kc on $at->{$kc}";
 
 sub has {

@@ -19,12 +19,7 @@ use Fleet;
 my $slow = slow_factor();
 my @F = make_frames(60, format => 'jpeg', size => '32x24');
 
-my $at = key_partitions('cams', [map { "cam$_" } 1 .. 16]);
-my (@k, %seen);
-for (sort keys %$at) {
-    push @k, $_ if !$seen{$at->{$_}}++;
-}
-my ($ka, $kb) = @k;
+my ($at, $ka, $kb) = keys_apart('cams', 2);
 note "$ka on $at->{$ka}, $kb on $at->{$kb}";
 
 my $ng = nginx_start(workers => 2, http => stream_http(<<'_EOC_',
