@@ -82,6 +82,14 @@ ok(consumed_is('cams', [], 5 * $slow), 'it stops again');
 is(idx($first), 6, 'so is that of the camera beside it on the partition');
 ok(consumed_is('cams', [], 5 * $slow), 'stopped');
 
+# the status lists the keys seen, whichever worker answers, read or not
+my @lists = map {
+    my $st = status();
+    join ' ', sort @{($st->{streams}[0] || {})->{keys} || []};
+} 1 .. 10;
+is_deeply([grep { !/\b$ka\b/ || !/\b$kb\b/ } @lists], [],
+          'every answer of the status lists both keys, no worker reading them');
+
 # live frames follow the first one
 my $v = open_viewer("/cam?id=$ka");
 ok(until_true(5 * $slow, sub { grep { $_ eq $F[5] } parts_of(peek_viewer($v)) }),
