@@ -4,7 +4,7 @@
 #                   fetches Apache Kafka from Maven Central once)
 #   make test       build, then run the whole suite (prove -r t/)
 #   make demo       run broker + nginx + producer on a sample video
-#   make bench      the benchmarks (bench/run, ~15 min) into bench/RESULTS.md
+#   make bench      the benchmarks (bench/run, ~20 min) into bench/RESULTS.md
 #   make stress     the 1-hour soak (stress/run; STRESS_DURATION=300: 5 min)
 #   make deb        Debian packages of the module and the producer, build/deb/
 #   make install    module, load_module snippet and producer into the system
@@ -56,7 +56,7 @@ all: deps
 	@$(MAKE) --no-print-directory build
 
 build: $(MODULE_SO) $(PRODUCER) broker $(TEST_PRODUCE) build/mjpeg-load \
-       build/scale-time
+       build/scale-time build/fleet-load
 
 deps:
 	@tools/install-deps
@@ -147,6 +147,11 @@ build/scale-time: bench/scale-time/main.c $(IMAGE_SRCS) $(IMAGE_SRCS:.c=.h)
 	$(CC) $(CFLAGS) $(SAN_FLAGS) $(WARN) -Isrc -o $@ $< $(IMAGE_SRCS) \
 	    $(IMAGE_LIBS)
 # --- end bench/scale-time ---
+
+# bench/fleet-load: a camera fleet from one image, for bench/run's fleet
+build/fleet-load: bench/fleet-load/main.c
+	@mkdir -p build
+	$(CC) $(CFLAGS) $(WARN) -o $@ $< $$(pkg-config --cflags --libs rdkafka)
 
 # --- bench/run: the benchmarks, written to bench/RESULTS.md (owned by bench/) ---
 # make bench BENCH_ARGS=--quick (or BENCH_ARGS='--scenarios "1 2"'): shorter

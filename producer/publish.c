@@ -26,6 +26,7 @@ struct publisher {
     char              brokers[512];
     publish_stats_t   stats;
     int               fatal;
+    int64_t           fatal_after;      /* frames, for tests; or -1 */
     int               unreachable;      /* failed before any delivery */
     int               failing;          /* last report was a failure */
     rd_kafka_resp_err_t  last_err;
@@ -35,12 +36,12 @@ struct publisher {
 
 /* A frame over the size limit is a configuration problem: say what to do. */
 static void
-report_too_large(publisher_t *p, int64_t index, size_t len, const char *who)
+report_too_large(publisher_t *p, int64_t index, size_t len)
 {
-    ksp_error("frame %" PRId64 " is %zu bytes, over the %s limit of %" PRId64
-              " bytes (message.max.bytes): use --format jpeg or a smaller"
-              " --size WxH (or raise -X message.max.bytes=N where the broker"
-              " allows it)", index, len, who, p->max_bytes);
+    ksp_error("frame %" PRId64 " is %zu bytes, over the producer's limit of"
+              " %" PRId64 " bytes (message.max.bytes): use --format jpeg or"
+              " a smaller --size WxH (or raise -X message.max.bytes=N where"
+              " the broker allows it)", index, len, p->max_bytes);
     p->fatal = 1;
 }
 
@@ -50,13 +51,19 @@ report_failure(publisher_t *p, const rd_kafka_message_t *m)
 {
     int64_t  index = (int64_t) (intptr_t) m->_private;
 
-    if (m->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
-        report_too_large(p, index, m->len, "broker's");
-        return;
-    }
-
     if (p->failing && m->err == p->last_err) {
         return;     /* the same outage: counted, not repeated */
+    }
+
+    /* within the producer's limit, so over the topic's: the broker's
+     * answer does not say how far over */
+    if (m->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
+        ksp_error("frame %" PRId64 " is %zu bytes, more than topic '%s'"
+                  " takes (its max.message.bytes): use --format jpeg or a"
+                  " smaller --size WxH, or raise the topic's"
+                  " max.message.bytes", index, m->len, p->opts.topic);
+        p->fatal = 1;
+        return;
     }
 
     if (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE
@@ -217,15 +224,17 @@ make_conf(publisher_t *p, const publish_opts_t *o)
     /* Our defaults first, so that -X can override every one of them.
      * - idempotence: retries neither duplicate nor reorder frames;
      * - a 10 s delivery timeout: an unreachable broker is reported soon;
-     * - "consistent" partitioning: frames without a key all go to one
-     *   partition (librdkafka's default spreads them, losing their order);
+     * - "murmur2" partitioning: a key goes where Kafka's Java producer
+     *   puts it (nginx finds it there: kafka_stream_partitioner), and
+     *   frames without a key all go to one partition (librdkafka's
+     *   default spreads them, losing their order);
      * - a local queue of 128 MiB instead of 1 GiB: frames are large;
      * - reconnect within a second of a broker's return, not up to 10 s
      *   later: each second of a video outage costs many frames. */
     if (set(conf, "bootstrap.servers", o->brokers) != 0
         || set(conf, "enable.idempotence", "true") != 0
         || set(conf, "message.timeout.ms", "10000") != 0
-        || set(conf, "partitioner", "consistent") != 0
+        || set(conf, "partitioner", "murmur2") != 0
         || set(conf, "queue.buffering.max.kbytes", "131072") != 0
         || set(conf, "linger.ms", "0") != 0
         || set(conf, "reconnect.backoff.max.ms", "1000") != 0
@@ -260,6 +269,7 @@ publisher_new(publisher_t **out, const publish_opts_t *opts)
     publisher_t      *p;
     rd_kafka_conf_t  *conf;
     char              errstr[512];
+    const char       *env;
     int               rc = 2;
 
     p = calloc(1, sizeof(*p));
@@ -268,6 +278,13 @@ publisher_new(publisher_t **out, const publish_opts_t *opts)
         return 1;
     }
     p->opts = *opts;
+
+    /*
+     * KSP_TEST_FATAL_AFTER=N: a fatal error after N frames, as librdkafka
+     * raises on its own only in rare broker states (t/producer/errors.t)
+     */
+    env = getenv("KSP_TEST_FATAL_AFTER");
+    p->fatal_after = env != NULL ? strtoll(env, NULL, 10) : -1;
 
     conf = make_conf(p, opts);
     if (conf == NULL) {
@@ -364,13 +381,21 @@ publisher_send(publisher_t *p, uint8_t *data, size_t len,
         /* The local queue drains by deliveries or by timeouts, both
          * within message.timeout.ms: wait for room, but not forever. */
         rd_kafka_poll(p->rk, 100);
-        if (atomic_load(&ksp_stop) || ksp_mono_ns() > give_up) {
+        if (atomic_load(&ksp_stop) || p->fatal || ksp_mono_ns() > give_up) {
             break;
         }
     }
 
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         p->stats.in_flight++;
+
+        if (p->fatal_after >= 0 && p->stats.in_flight > p->fatal_after) {
+            p->fatal_after = -1;
+            rd_kafka_test_fatal_error(
+                p->rk, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                "raised by KSP_TEST_FATAL_AFTER");
+        }
+
         rd_kafka_poll(p->rk, 0);
         return 0;
     }
@@ -386,7 +411,7 @@ publisher_send(publisher_t *p, uint8_t *data, size_t len,
     p->stats.failed++;
 
     if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
-        report_too_large(p, m->index, len, "producer's");
+        report_too_large(p, m->index, len);
     } else if (!p->failing || err != p->last_err) {
         ksp_error("cannot queue frame %" PRId64 " for topic '%s': %s",
                   m->index, p->opts.topic, rd_kafka_err2str(err));
@@ -418,8 +443,17 @@ publisher_flush(publisher_t *p)
 
     deadline = ksp_mono_ns() + (p->timeout_ms + 1000) * 1000000;
 
+    /*
+     * After a fatal error (librdkafka 2.0.2 raises one when an idempotent
+     * producer finds its sequence numbers rewound, as after the whole
+     * cluster restarted) nothing more is delivered: waiting out
+     * message.timeout.ms would only delay the exit that lets a service
+     * manager start a fresh producer.
+     */
+
     while (rd_kafka_outq_len(p->rk) > 0
            && !p->unreachable
+           && !p->fatal
            && ksp_mono_ns() < deadline
            && atomic_load(&ksp_stop) < 2)
     {

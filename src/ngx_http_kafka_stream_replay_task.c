@@ -161,9 +161,9 @@ ngx_http_kafka_stream_replay_lookup(void *data, ngx_log_t *log)
 
 /*
  * The first offset whose message has a timestamp of "ts" or later, or
- * the end of the log.  Kafka looks it up by its time index; librdkafka's
- * mock cluster (the embedded broker) answers -1 to every time, and then
- * the log is bisected, which assumes timestamps in order.
+ * the end of the log.  Kafka looks it up by its time index; a broker that
+ * cannot (librdkafka's mock cluster answers -1 to every time) has its log
+ * bisected, which assumes timestamps in order.
  */
 
 static ngx_int_t
@@ -186,6 +186,13 @@ ngx_http_kafka_stream_replay_seek(ngx_http_kafka_stream_replay_t *rp,
 
     err = rd_kafka_offsets_for_times(rp->rk, parts,
                                      (int) ngx_max(left, 1));
+
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR && part->err == 0) {
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "kafka stream: time %L of \"%s\" is offset %L by "
+                       "Kafka's time index (-1: after the log)", ts,
+                       part->topic, part->offset);
+    }
 
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR && part->err == 0
         && part->offset >= 0)
@@ -218,6 +225,10 @@ ngx_http_kafka_stream_replay_seek(ngx_http_kafka_stream_replay_t *rp,
     }
 
     rd_kafka_message_destroy(msg);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "kafka stream: time %L of \"%V\" by bisection", ts,
+                   &rp->topic->name);
 
     /* the first message at or after "hi" is always late enough */
 

@@ -8,8 +8,7 @@ import os  # bench: broker, topic and port from the environment
 
 app = Flask(__name__)
 topic = os.environ.get('TOPIC', 'dbtech')  # bench: was 'dbtech'
-consumer = KafkaConsumer(topic, bootstrap_servers=os.environ['KAFKA_BROKERS'].split(','), group_id='view',  # bench: was ['0.0.0.0:9092']
-                         fetch_max_wait_ms=10)  # bench: as nginx's consumer; the embedded broker waits this long on every fetch
+consumer = KafkaConsumer(topic, bootstrap_servers=os.environ['KAFKA_BROKERS'].split(','), group_id='view')  # bench: was ['0.0.0.0:9092']
 
 
 @app.route('/')

@@ -35,8 +35,9 @@ my $MOVED = 0.002;
 my $demo = Demo->start(name => 'viewer', port => $port,
                        env => { DEMO_DURATION => 900 });
 
+# a URL, or -1 when demo/run exited first
 my $url = $demo->wait_url(300);
-ok($url, 'demo/run prints the URL to open')
+ok(($url // '') =~ m{^http://}, 'demo/run prints the URL to open')
     or do { diag $demo->output; done_testing; exit };
 
 my $downloads = "$art/viewer-downloads";

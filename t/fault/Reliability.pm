@@ -12,6 +12,10 @@ package Reliability;
 #                         starts it; $ng->{dir}, $ng->{master}
 #   nginx_command($ng, 'reload')      runs "nginx -s reload" on it
 #   nginx_stop($ng)                   "nginx -s quit", waits for the exit
+#   nginx_done($ng)                   a test file's last checks: nothing at
+#                                     alert, crit or emerg and no crash in
+#                                     the log, nginx stops, and memcheck
+#                                     (if it ran) found nothing
 #   worker_pids($ng)                  the worker processes now
 #   exited($pid)                      gone or a zombie
 #   rss_kb($pid), fd_count($pid)      from /proc
@@ -55,7 +59,8 @@ use Time::HiRes qw(time sleep);
 
 use KafkaStream::Test ();
 
-our @EXPORT = qw(nginx_start nginx_command nginx_stop worker_pids exited
+our @EXPORT = qw(nginx_start nginx_command nginx_stop nginx_done
+                 worker_pids exited
                  rss_kb fd_count log_lines log_size start_feed stop_feed
                  start_viewers stop_viewers port until_true slow_factor
                  valgrind_errors nginx_binary module_path http_request
@@ -221,7 +226,8 @@ sub port_open {
 # "nginx -s reload|quit|stop|reopen" the way an operator would say it
 sub nginx_command {
     my ($ng, $signal) = @_;
-    my $out = `${\ nginx_binary()} -p $ng->{dir}/ -c nginx.conf -s $signal 2>&1`;
+    my $cmd = nginx_binary() . " -p $ng->{dir}/ -c nginx.conf -s $signal";
+    my $out = `$cmd 2>&1`;
     die "nginx -s $signal failed: $out" if $? != 0;
     return 1;
 }
@@ -313,6 +319,21 @@ sub nginx_stop {
 
     delete $ng->{master};
     return $gone;
+}
+
+
+sub nginx_done {
+    my ($ng) = @_;
+    my $bad = qr/\[(?:alert|crit|emerg)\]|exited on signal/;
+
+    require Test::More;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+
+    Test::More::is(join('', grep { /$bad/ } log_lines($ng, 0)), '',
+                   'no alert, crit, emerg or crash');
+    Test::More::ok(nginx_stop($ng), 'nginx stops');
+    Test::More::is(join("\n", valgrind_errors($ng)), '',
+                   'valgrind: no memory errors');
 }
 
 
@@ -429,7 +450,8 @@ sub start_feed {
                       . ($o{message_timeout_ms} // 120000),
                '-X', 'reconnect.backoff.max.ms=100',
                '-X', 'queue.buffering.max.messages=1000000',
-               (map { ('-X', $_) } @{$o{config} || []}), '--', KafkaStream::Test::kafka_brokers(), $topic, $partition);
+               (map { ('-X', $_) } @{$o{config} || []}), '--',
+               KafkaStream::Test::kafka_brokers(), $topic, $partition);
     my $countfile = File::Temp->new(TEMPLATE => 'kafka-stream-feed-XXXXXX',
                                     TMPDIR => 1);
 

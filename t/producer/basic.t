@@ -10,7 +10,8 @@ use lib $FindBin::Bin;
 use File::Temp qw(tempdir);
 use Test::More;
 
-use KafkaStream::Test topics => ['dbtech:1', 'jpeg:1', 'nokey:1', 'lavfi:1'];
+use KafkaStream::Test topics => ['dbtech:1', 'jpeg:1', 'nokey:1', 'lavfi:1',
+                                 'spread:4'];
 use Producer;
 
 my $dir = tempdir(CLEANUP => 1);
@@ -68,16 +69,18 @@ subtest 'JPEG frames' => sub {
 };
 
 subtest 'without --key all frames go to one partition, in order' => sub {
-    # the topic does not exist yet: the broker creates it with several
-    # partitions, and frames spread over them would lose their order
-    my $r = run_producer('-b', $brokers, '-t', 'auto-created', '--no-pace',
+    # a topic of four partitions: frames spread over them would lose
+    # their order
+    my $r = run_producer('-b', $brokers, '-t', 'spread', '--no-pace',
                          $video);
     is($r->{rc}, 0, 'exit 0') or diag $r->{err};
 
-    my @m = consume('auto-created');
+    my @m = consume('spread');
     is(scalar @m, $frames, "$frames messages");
     my %parts = map { $_->{partition} => 1 } @m;
     is(scalar keys %parts, 1, 'one partition');
+    is_deeply([map { header($_, 'frame') } @m], [0 .. $frames - 1],
+              'in order');
 };
 
 subtest 'KAFKA_BROKERS is the default broker list' => sub {

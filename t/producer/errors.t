@@ -91,6 +91,20 @@ subtest 'a frame over the message size limit' => sub {
     is(scalar @lines, 1, 'said once, then stopped');
 };
 
+subtest 'a frame over the topic\'s max.message.bytes' => sub {
+    # the producer's own limit lets the frames go; the broker refuses them
+    topic_admin('create', 'small:1', '-c', 'max.message.bytes=5000');
+    my $r = run_producer('-b', $brokers, '-t', 'small', '--no-pace', $video);
+    is($r->{rc}, 1, 'exit 1');
+    like($r->{err}, qr/frame 0 is \d+ bytes, more than topic 'small' takes \(its max\.message\.bytes\): use --format jpeg or a smaller --size WxH, or raise the topic's max\.message\.bytes/,
+         'names the frame, its size, the topic and its limit, and what to do');
+    my @lines = grep { /more than topic/ } split /\n/, $r->{err};
+    is(scalar @lines, 1, 'said once');
+    like($r->{err}, qr/\b0 frames sent, [1-9]\d* failed\b/,
+         'the refused frames counted as failed');
+    is(scalar(consume('small')), 0, 'none reached the topic');
+};
+
 my @usage = (
     [[], qr/no INPUT given/],
     [['--bogus', $video], qr/unrecognized option '--bogus'/],

@@ -11,7 +11,7 @@ use File::Temp qw(tempdir);
 use IO::Socket::INET;
 use Test::More;
 
-use KafkaStream::Test topics => ['int:1', 'term:1'];
+use KafkaStream::Test topics => ['int:1', 'term:1'], own_broker => 1;
 use Producer;
 
 my $dir = tempdir(CLEANUP => 1);
@@ -21,9 +21,6 @@ my $video = make_video("$dir/long.mp4", duration => 30, fps => 10,
 for my $sig (qw(INT TERM)) {
     my $topic = lc $sig;
     subtest "SIG$sig" => sub {
-        # a slow broker keeps frames in flight when the signal comes, so
-        # only a real flush gets them all delivered
-        broker_control('rtt -1 400');
         my $h = start_producer('-b', kafka_brokers(), '-t', $topic,
                                '--progress', $video);
 
@@ -35,10 +32,19 @@ for my $sig (qw(INT TERM)) {
             return @n && $n[-1] >= 5;
         });
         ok($seen, 'frames arrive while the producer runs');
+
+        # a hung broker keeps frames in flight when the signal comes (a
+        # second's worth), so only a real flush gets them all delivered:
+        # the producer waits for the broker, which runs again a second
+        # after the signal
+        broker_control('pause 1');
+        poll_until(1, sub { $h->{run}->pump_nb; 0 });
         $h->{run}->signal($sig);
+        ok(!poll_until(1, sub { $h->{run}->pump_nb; !$h->{run}->pumpable }),
+           'the producer waits for the hung broker');
+        broker_control('resume 1');
 
         my $r = finish_producer($h);
-        broker_control('rtt -1 0');
         is($r->{signal}, 0, 'not killed by the signal');
         is($r->{rc}, 0, 'exit 0') or diag $r->{err};
         cmp_ok($r->{elapsed}, '<', 25, 'stopped long before the end');

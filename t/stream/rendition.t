@@ -157,7 +157,7 @@ sub watch {
 
 
 # the status, once $code says it is as expected (or after 10 s)
-sub status_until {
+sub status_when {
     my ($code) = @_;
     my $deadline = time + 10;
     my $status;
@@ -448,11 +448,11 @@ for my $n (0 .. 2) {
     KafkaStream::Viewers::produce_seen(1, 'w8', $::J[$n],
                                        timestamp => $::Base + 100 * $n);
 }
-main::status_until(sub { main::size_of($_[0], 320)->{frames_made} >= 3 });
+main::status_when(sub { main::size_of($_[0], 320)->{frames_made} >= 3 });
 kill 'TERM', $pid;
 waitpid $pid, 0;
 unlink $file;
-my $gone = main::status_until(sub { $_[0]{workers}[0]{renditions} == 0 });
+my $gone = main::status_when(sub { $_[0]{workers}[0]{renditions} == 0 });
 %main::Seen = (made => main::size_of($gone, 320)->{frames_made},
                in => $gone->{streams}[0]{frames_in},
                renditions => $gone->{workers}[0]{renditions});
@@ -620,7 +620,7 @@ main::making();
 kill 'TERM', $pid;
 waitpid $pid, 0;
 unlink $file;
-main::status_until(sub { $_[0]{workers}[0]{making} == 0
+main::status_when(sub { $_[0]{workers}[0]{making} == 0
                          && $_[0]{workers}[0]{renditions} == 0 });
 --- request
 GET /status

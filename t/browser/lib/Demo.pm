@@ -10,7 +10,7 @@ use warnings;
 use Cwd qw(abs_path);
 use Exporter qw(import);
 use File::Basename qw(dirname);
-use File::Path qw(make_path);
+use File::Path qw(make_path remove_tree);
 use File::Temp ();
 use IO::Socket::INET;
 use JSON::PP;
@@ -50,18 +50,23 @@ sub poll {
 # Demo->start(name => N, port => P, env => {...}, pgrp => 1)
 #
 # Starts demo/run with the nginx, module and programs the test suite
-# names (TEST_NGINX_BINARY, TEST_NGINX_LOAD_MODULES, TEST_NGINX_KAFKA_BIN)
-# and the embedded broker; its output goes to build/t-browser/N-I.log,
-# I counting the runs of this test.
+# names (TEST_NGINX_BINARY, TEST_NGINX_LOAD_MODULES, TEST_NGINX_KAFKA_BIN);
+# it starts a Kafka broker of its own (storage in build/t-browser/N/kafka)
+# unless env names KAFKA_BROKERS.  Its output goes to
+# build/t-browser/N-I.log, I counting the runs of this test.
 # With pgrp, it runs in a process group of its own, as in a terminal.
 
 my $runs = 0;
+my %seen;
 
 sub start {
     my ($class, %opt) = @_;
 
-    # kept from run to run, as build/demo is by `make demo`
+    # kept from run to run, as build/demo is by `make demo`; but a test
+    # file starts on empty Kafka storage, and later runs of the same name
+    # in it find the broker's data of the earlier ones
     my $dir = artifacts() . "/$opt{name}";
+    remove_tree("$dir/kafka") unless $seen{$opt{name}}++;
     make_path($dir);
 
     my $self = bless {
@@ -180,6 +185,13 @@ sub stream_status {
     my $s = $self->status or return undef;
     my ($entry) = grep { $_->{topic} eq $topic } @{ $s->{streams} };
     return $entry;
+}
+
+# the names of what demo/run started (DEMO_DIR/pids): broker, nginx, ...
+sub started {
+    my ($self) = @_;
+    open my $f, '<', "$self->{dir}/pids" or return ();
+    return map { (split)[0] } <$f>;
 }
 
 sub worker_pids {

@@ -4,12 +4,15 @@ package KafkaStream::Viewers;
 #
 #   status_json()                       the module's /status, decoded
 #   watched()                           viewers connected, over all workers
-#   consuming()                         partitions the laziest worker reads
-#   wait_ready($workers)                waits until that many workers have
-#                                       each taken a message from Kafka
+#   consuming()                         partitions the busiest worker reads
+#   wait_ready($workers)                waits until that many workers run
+#                                       and each that reads a partition has
+#                                       taken a message from Kafka (a worker
+#                                       reads only what its viewers need)
 #   produce_seen($workers, $topic, $bytes, %opts)
 #                                       once they are ready, produces and
-#                                       waits until every worker has it
+#                                       waits until every worker that reads
+#                                       the topic has it
 #   produce_when_watched($n, $topic, \@payloads, interval => 0, %opts)
 #                                       a child that waits until nginx has
 #                                       $n viewers, then produces; so no
@@ -32,9 +35,18 @@ package KafkaStream::Viewers;
 #                                       the frames the response carried,
 #                                       after what came before the first
 #                                       expected one and the re-sends
+#   status_until(sub { $_[0]{...} })    waits until the code, given the
+#                                       status, returns true: true, or false
+#                                       after 10 s
+#   replays()                           replay consumers alive in nginx
+#   after_log(qr/.../, sub { ... })     a child that runs the code once
+#                                       error.log has a matching line
+#   old_worker_exited()                 waits until error.log says that a
+#                                       worker exited with code 0: true, or
+#                                       false after 30 s
 #
 # The /status location must be configured as "location /status
-# { kafka_stream_status; }" for the first three.
+# { kafka_stream_status; }" for the status functions and replays().
 
 use strict;
 use warnings;
@@ -50,7 +62,8 @@ use KafkaStream::Test ();
 our @EXPORT = qw(status_json watched wait_ready produce_seen
                  produce_when_watched start_viewer
                  finish_viewer timed_parts frame_indexes squeeze
-                 frames_check);
+                 frames_check status_until replays after_log
+                 old_worker_exited);
 
 our $Boundary = 'kafka-stream-frame';
 
@@ -107,19 +120,24 @@ sub watched {
 }
 
 
-# the fewest partitions any worker consumes
+# the most partitions a worker reads (the one with the viewers)
 sub consuming {
     my $status = status_json() or return 0;
     my @n = map { $_->{partitions} } @{$status->{workers}};
-    return @n ? (sort { $a <=> $b } @n)[0] : 0;
+    return @n ? (sort { $b <=> $a } @n)[0] : 0;
 }
 
 
-# messages each worker took from Kafka (frames and skipped), by pid
+# messages each worker took from Kafka (frames and skipped), by pid: of
+# the workers that read $topic now, or without it, that read anything (a
+# worker reads a partition only while a viewer needs it)
 sub messages_per_worker {
+    my ($topic) = @_;
     my $status = status_json() or return ();
     return map { ($_->{pid} => $_->{frames_in} + $_->{skipped}) }
-               @{$status->{workers}};
+           grep { defined $topic ? exists $_->{consuming}{$topic}
+                                 : $_->{partitions} }
+           @{$status->{workers}};
 }
 
 
@@ -129,27 +147,31 @@ sub wait_ready {
     my $deadline = time + 30;
 
     for (;;) {
+        my $status = status_json();
         my %n = messages_per_worker();
-        return if keys %n >= $workers && !grep { $_ == 0 } values %n;
+        return if $status && @{$status->{workers}} >= $workers
+                  && !grep { $_ == 0 } values %n;
         die "the workers never took a message\n" if time > $deadline;
         sleep 0.02;
     }
 }
 
 
+# a worker that starts reading a partition later finds what was produced
+# before (it starts a few messages back): only those reading it now wait
 sub produce_seen {
     my ($workers, $topic, $payload, %opts) = @_;
 
     wait_ready($workers);
 
-    my %before = messages_per_worker();
+    my %before = messages_per_worker($topic);
     my $deadline = time + 30;
 
     send_payload($topic, $payload, %opts);
 
     for (;;) {
-        my %now = messages_per_worker();
-        return if !grep { $now{$_} <= ($before{$_} // 0) } keys %now;
+        my %now = messages_per_worker($topic);
+        return if !grep { $now{$_} <= ($before{$_} // 0) } keys %before;
         die "the workers never got the frame\n" if time > $deadline;
         sleep 0.02;
     }
@@ -170,9 +192,10 @@ sub send_payload {
 }
 
 
-# A worker that just started looks for the end of each partition first;
-# what is produced before it found it is not seen (only the last message).
-# So the first payload goes once more ahead, until every worker has it.
+# A worker that starts reading a partition looks for the end of its log
+# first, and takes the frames before it only as the latest of each key.
+# So the first payload goes once more ahead, until every worker that reads
+# the topic for the viewers has it.
 
 sub produce_when_watched {
     my ($n, $topic, $payloads, %opts) = @_;
@@ -193,17 +216,18 @@ sub produce_when_watched {
 
             my %before;
 
-            until (%before = messages_per_worker()) {
-                die "no status from nginx\n" if time > $deadline;
+            until (%before = messages_per_worker($topic)) {
+                die "no worker reads $topic for the viewers\n"
+                    if time > $deadline;
                 sleep 0.02;
             }
 
             send_payload($topic, $payloads->[0], %opts);
 
             for (;;) {
-                my %now = messages_per_worker();
-                last if %now
-                        && !grep { $now{$_} <= ($before{$_} // 0) } keys %now;
+                my %now = messages_per_worker($topic);
+                last if !grep { ($now{$_} // 0) <= $before{$_} }
+                              keys %before;
                 die "the workers never got the first frame\n"
                     if time > $deadline;
                 sleep 0.02;
@@ -315,10 +339,72 @@ sub frames_check {
         my $expected = $block->frames or return;
         my @want = split ' ', $expected;
         my @got = squeeze(frame_indexes($body, $frames));
+        my @all = @got;
 
         shift @got while @got && $got[0] != $want[0];
-        Test::More::is("@got", "@want", $block->name . " - frames in order");
+        Test::More::is("@got", "@want", $block->name . " - frames in order")
+            or Test::More::diag("all the frames received: @all");
     };
+}
+
+
+sub status_until {
+    my ($code) = @_;
+    my $deadline = time + 10;
+
+    until ($code->(status_json() // {})) {
+        return 0 if time > $deadline;
+        sleep 0.02;
+    }
+
+    return 1;
+}
+
+
+# the Prometheus status says it
+sub replays {
+    my $text = http_get('/status?format=prometheus') // return -1;
+    return $text =~ /^kafka_stream_replays (\d+)$/m ? $1 : -1;
+}
+
+
+# true once error.log has a line matching $re, false after $seconds
+sub logged {
+    my ($re, $seconds) = @_;
+    my $deadline = time + $seconds;
+
+    for (;;) {
+        open my $in, '<', $Test::Nginx::Util::ErrLogFile or return 0;
+        return 1 if grep { /$re/ } <$in>;
+        close $in;
+        return 0 if time > $deadline;
+        sleep 0.02;
+    }
+}
+
+
+sub after_log {
+    my ($re, $code) = @_;
+
+    my $pid = fork;
+    die "fork: $!\n" if !defined $pid;
+
+    if ($pid == 0) {
+        my $ok = eval {
+            logged($re, 30) or die "never logged: $re\n";
+            $code->();
+            1;
+        };
+        warn $@ if !$ok;
+        POSIX::_exit($ok ? 0 : 1);
+    }
+
+    push @KafkaStream::Test::Children, $pid;
+}
+
+
+sub old_worker_exited {
+    return logged(qr/worker process \d+ exited with code 0/, 30);
 }
 
 

@@ -370,6 +370,8 @@ sub spawn {
 sub start_nginx {
     my ($conf) = @_;
     my @cmd = nginx_command();
+    # in logs/, which upstream's runner removes between files (it stops
+    # at anything else it finds in TEST_NGINX_SERVROOT)
     my $errfile = "$LogDir/nginx.stderr";
     my ($deadline, $pid);
 
