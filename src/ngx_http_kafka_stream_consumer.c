@@ -131,6 +131,7 @@ ngx_http_kafka_stream_worker_init(ngx_cycle_t *cycle,
     w->pipe[1] = -1;
     ngx_queue_init(&w->viewers);
     ngx_queue_init(&w->replays);
+    ngx_queue_init(&w->renditions);
 
     if (ngx_array_init(&w->catching, cycle->pool, 8,
                        sizeof(ngx_http_kafka_stream_catching_t))
@@ -147,6 +148,8 @@ ngx_http_kafka_stream_worker_init(ngx_cycle_t *cycle,
         ngx_queue_init(&src->groups);
         src->idle_groups = 0;
         src->counters = ngx_http_kafka_stream_counters(slot, i);
+        src->size_counters = ngx_http_kafka_stream_size_counters(kmcf, slot,
+                                                           src->first_size);
 
         src->all = ngx_pcalloc(cycle->pool,
                                sizeof(ngx_http_kafka_stream_group_t));
@@ -155,6 +158,7 @@ ngx_http_kafka_stream_worker_init(ngx_cycle_t *cycle,
         }
 
         ngx_queue_init(&src->all->viewers);
+        ngx_queue_init(&src->all->renditions);
         src->all->all = 1;
     }
 
