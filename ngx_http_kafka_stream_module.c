@@ -33,6 +33,8 @@
  *   replay_args   a replay's query arguments
  *   replay_task   a replay's tasks in the thread pool: the lookup of its
  *                 start, the destruction of its consumer
+ *   wall          walls: many keys in one response (kafka_stream_wall),
+ *                 an X-Key line per part, newest frame wins per key
  *   live          viewers: fan-out, newest frame wins, idle re-send, the
  *                 end of streams; the snapshot
  *   status        the counters' shared zone, JSON and Prometheus
@@ -46,9 +48,9 @@
  *
  * ngx_http_kafka_stream.h holds the shared types and prototypes.  A lower
  * layer reaches a higher one only through a hook the higher one set: the
- * consumer calls the viewers and the replays through the hooks given at
- * init_process (ngx_http_kafka_stream_hooks below), a viewer its replay
- * through the replay_* hooks the replay sets on it.
+ * consumer calls the walls, the viewers and the replays through the hooks
+ * given at init_process (ngx_http_kafka_stream_hooks below), a viewer its
+ * replay through the replay_* hooks the replay sets on it.
  */
 
 
@@ -111,6 +113,20 @@ static ngx_command_t  ngx_http_kafka_stream_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       (void *) NGX_HTTP_KAFKA_STREAM_SNAPSHOT },
+
+    { ngx_string("kafka_stream_wall"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_kafka_stream,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      (void *) NGX_HTTP_KAFKA_STREAM_WALL },
+
+    { ngx_string("kafka_stream_wall_keys"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kafka_stream_loc_conf_t, wall_keys),
+      NULL },
 
     { ngx_string("kafka_stream_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
@@ -230,14 +246,15 @@ static ngx_uint_t  ngx_http_kafka_stream_generation;
 
 /*
  * What the consumer (src/..._consumer.c) calls up to: it sits below the
- * viewers and the replays, and names nothing of theirs; init_process
- * gives it these.
+ * viewers, the walls and the replays, and names nothing of theirs;
+ * init_process gives it these.  The walls' calls take the frames and the
+ * end of the worker to the walls, then pass them on to the viewers.
  */
 
 static const ngx_http_kafka_stream_hooks_t  ngx_http_kafka_stream_hooks = {
-    ngx_http_kafka_stream_publish,
-    ngx_http_kafka_stream_close_viewers,
-    ngx_http_kafka_stream_finalize_viewers,
+    ngx_http_kafka_stream_wall_publish,
+    ngx_http_kafka_stream_wall_shutdown,
+    ngx_http_kafka_stream_wall_exit,
 #if (NGX_THREADS)
     ngx_http_kafka_stream_replay_exit,
 #endif
@@ -276,7 +293,8 @@ ngx_http_kafka_stream_handler(ngx_http_request_t *r)
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
 
-    if (kslcf->type == NGX_HTTP_KAFKA_STREAM_LIVE
+    if ((kslcf->type == NGX_HTTP_KAFKA_STREAM_LIVE
+         || kslcf->type == NGX_HTTP_KAFKA_STREAM_WALL)
         && kslcf->max_viewers
         && kslcf->viewers >= kslcf->max_viewers)
     {
@@ -284,6 +302,10 @@ ngx_http_kafka_stream_handler(ngx_http_request_t *r)
                       "kafka stream: %ui viewers reached "
                       "(kafka_stream_max_viewers)", kslcf->viewers);
         return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    if (kslcf->type == NGX_HTTP_KAFKA_STREAM_WALL) {
+        return ngx_http_kafka_stream_wall_start(r, kslcf);
     }
 
 #if (NGX_THREADS)
@@ -405,6 +427,7 @@ ngx_http_kafka_stream_create_loc_conf(ngx_conf_t *cf)
     kslcf->idle_resend = NGX_CONF_UNSET_MSEC;
     kslcf->replay = NGX_CONF_UNSET;
     kslcf->replay_max_speed = NGX_CONF_UNSET_UINT;
+    kslcf->wall_keys = NGX_CONF_UNSET_UINT;
 
     return kslcf;
 }
@@ -436,11 +459,26 @@ ngx_http_kafka_stream_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_conf_merge_value(conf->replay, prev->replay, 0);
     ngx_conf_merge_uint_value(conf->replay_max_speed, prev->replay_max_speed,
                               8);
+    ngx_conf_merge_uint_value(conf->wall_keys, prev->wall_keys, 64);
 
     if (conf->type != NGX_HTTP_KAFKA_STREAM_LIVE
-        && conf->type != NGX_HTTP_KAFKA_STREAM_SNAPSHOT)
+        && conf->type != NGX_HTTP_KAFKA_STREAM_SNAPSHOT
+        && conf->type != NGX_HTTP_KAFKA_STREAM_WALL)
     {
         return NGX_CONF_OK;
+    }
+
+    if (conf->wall_keys == 0 || conf->wall_keys > 1024) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"kafka_stream_wall_keys\" must be from 1 to "
+                           "1024");
+        return NGX_CONF_ERROR;
+    }
+
+    /* a wall shows the live frames of many keys: no replay, no one key */
+
+    if (conf->type == NGX_HTTP_KAFKA_STREAM_WALL) {
+        conf->replay = 0;
     }
 
     if (conf->max_frame_size == 0) {
@@ -701,7 +739,7 @@ ngx_http_kafka_stream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
      * asked for chunked before.
      */
 
-    if (kslcf->type == NGX_HTTP_KAFKA_STREAM_LIVE
+    if (kslcf->type != NGX_HTTP_KAFKA_STREAM_SNAPSHOT
         && clcf->chunked_transfer_encoding == NGX_CONF_UNSET)
     {
         clcf->chunked_transfer_encoding = 0;

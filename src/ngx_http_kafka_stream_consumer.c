@@ -124,6 +124,7 @@ ngx_http_kafka_stream_worker_init(ngx_cycle_t *cycle,
     w->pipe[0] = -1;
     w->pipe[1] = -1;
     ngx_queue_init(&w->viewers);
+    ngx_queue_init(&w->walls);
     ngx_queue_init(&w->replays);
 
     topics = kmcf->topics.elts;
@@ -140,6 +141,7 @@ ngx_http_kafka_stream_worker_init(ngx_cycle_t *cycle,
         src = sources[i];
 
         ngx_queue_init(&src->groups);
+        ngx_queue_init(&src->walls);
         src->idle_groups = 0;
         src->counters = ngx_http_kafka_stream_counters(slot, i);
 
@@ -150,6 +152,8 @@ ngx_http_kafka_stream_worker_init(ngx_cycle_t *cycle,
         }
 
         ngx_queue_init(&src->all->viewers);
+        ngx_queue_init(&src->all->walls);
+        src->all->source = src;
         src->all->all = 1;
     }
 

@@ -338,6 +338,8 @@ ngx_http_kafka_stream_group(ngx_http_kafka_stream_source_t *src, u_char *key,
     ngx_memcpy(g->key.data, key, len);
 
     ngx_queue_init(&g->viewers);
+    ngx_queue_init(&g->walls);
+    g->source = src;
     g->nviewers = 0;
     g->all = 0;
     g->latest = NULL;

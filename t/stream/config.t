@@ -96,6 +96,24 @@ my @bad = (
        kafka_stream_option fetch.wait.max.ms forever;',
       qr/invalid "kafka_stream_option" "fetch.wait.max.ms" "forever": .*fetch.wait.max.ms/ ],
 
+    [ 'no cameras for a wall',
+      'kafka_stream_brokers 127.0.0.1:9092;
+       server { listen 127.0.0.1:1;
+                location /w { kafka_stream_wall t; kafka_stream_wall_keys 0; } }',
+      qr/"kafka_stream_wall_keys" must be from 1 to 1024/ ],
+
+    [ 'bad wall keys',
+      'kafka_stream_brokers 127.0.0.1:9092;
+       server { listen 127.0.0.1:1;
+                location /w { kafka_stream_wall t; kafka_stream_wall_keys all; } }',
+      qr/"kafka_stream_wall_keys" directive invalid number/ ],
+
+    [ 'a wall and a stream in one location',
+      'kafka_stream_brokers 127.0.0.1:9092;
+       server { listen 127.0.0.1:1;
+                location /w { kafka_stream t; kafka_stream_wall t; } }',
+      qr/"kafka_stream_wall" directive is duplicate/ ],
+
     [ 'stream directive twice',
       'kafka_stream_brokers 127.0.0.1:9092;
        server { listen 127.0.0.1:1;
@@ -122,6 +140,7 @@ my ($rc, $out) = nginx_t(
          location /cam      { kafka_stream dbtech; kafka_stream_key $arg_id; }
          location /one      { kafka_stream dbtech; kafka_stream_partition 3; }
          location /snapshot { kafka_stream_snapshot dbtech; }
+         location /wall     { kafka_stream_wall dbtech; kafka_stream_wall_keys 16; }
          location /status   { kafka_stream_status; }
      }');
 

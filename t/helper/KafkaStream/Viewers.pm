@@ -3,7 +3,8 @@ package KafkaStream::Viewers;
 # Helpers for the module's stream tests, on top of KafkaStream::Test:
 #
 #   status_json()                       the module's /status, decoded
-#   watched()                           viewers connected, over all workers
+#   watched()                           viewers and walls connected, over
+#                                       all workers
 #   consuming()                         partitions the laziest worker reads
 #   wait_ready($workers)                waits until that many workers have
 #                                       each taken a message from Kafka
@@ -112,7 +113,7 @@ sub status_json {
 sub watched {
     my $status = status_json() or return 0;
     my $n = 0;
-    $n += $_->{viewers} for @{$status->{streams}};
+    $n += $_->{viewers} + ($_->{walls} // 0) for @{$status->{streams}};
     return $n;
 }
 
