@@ -55,7 +55,8 @@ VERSION_NOW := $(shell mkdir -p build; \
 all: deps
 	@$(MAKE) --no-print-directory build
 
-build: $(MODULE_SO) $(PRODUCER) broker $(TEST_PRODUCE) build/mjpeg-load
+build: $(MODULE_SO) $(PRODUCER) broker $(TEST_PRODUCE) build/mjpeg-load \
+       build/fleet-load
 
 deps:
 	@tools/install-deps
@@ -136,6 +137,11 @@ build/mjpeg-load: $(MJPEG_LOAD_SRCS) $(wildcard bench/mjpeg-load/*.h)
 	@mkdir -p build
 	$(CC) $(CFLAGS) $(SAN_FLAGS) -Wall -Wextra -o $@ $(MJPEG_LOAD_SRCS) -lm
 # --- end bench/mjpeg-load ---
+
+# bench/fleet-load: a camera fleet from one image, for bench/run's fleet
+build/fleet-load: bench/fleet-load/main.c
+	@mkdir -p build
+	$(CC) $(CFLAGS) $(WARN) -o $@ $< $$(pkg-config --cflags --libs rdkafka)
 
 # --- bench/run: the benchmarks, written to bench/RESULTS.md (owned by bench/) ---
 # make bench BENCH_ARGS=--quick (or BENCH_ARGS='--scenarios "1 2"'): shorter

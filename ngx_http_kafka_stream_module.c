@@ -2,10 +2,12 @@
 /*
  * ngx_http_kafka_stream_module: live images from Apache Kafka to browsers.
  *
- * Every worker process runs one librdkafka consumer for all topics and
- * partitions the configuration names.  Messages are images (PNG or JPEG,
- * one per message); each location answers with multipart/x-mixed-replace,
- * one part per image, to all of its viewers at once.
+ * Every worker process runs one librdkafka consumer for all topics the
+ * configuration names, and reads a partition only while a viewer needs
+ * it: a keyed location needs the partition its key is on, an unfiltered
+ * one all of them.  Messages are images (PNG or JPEG, one per message);
+ * each location answers with multipart/x-mixed-replace, one part per
+ * image, to all of its viewers at once.
  *
  * The consumer is made in init_process, after fork: librdkafka's threads
  * would not survive fork(), so the master never creates a handle.  Its
@@ -39,7 +41,11 @@
  *                 end of streams; the snapshot
  *   status        the counters' shared zone, JSON and Prometheus
  *   consumer      the worker's start and exit, its consumer, the wake-up
- *                 pipe, drain, statistics, partitions, the tick
+ *                 pipe, drain, the catch-up of a partition that starts,
+ *                 statistics, the tick
+ *   partitions    which partitions a worker reads: its viewers' needs,
+ *                 keys placed by the producers' partitioner, the linger,
+ *                 starts, and stops (in the thread pool)
  *   frame         frames: copied once, in a memfd when large,
  *                 reference-counted, grouped by key; why one is skipped
  *   response      answers of one buffer, and the headers they share
@@ -79,6 +85,8 @@ static char *ngx_http_kafka_stream_status_set(ngx_conf_t *cf,
 static char *ngx_http_kafka_stream_option(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_kafka_stream_partition(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_kafka_stream_partitioner(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_kafka_stream_boundary(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
@@ -147,6 +155,34 @@ static ngx_command_t  ngx_http_kafka_stream_commands[] = {
       ngx_http_kafka_stream_partition,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("kafka_stream_partitioner"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_kafka_stream_partitioner,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("kafka_stream_always_consume"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kafka_stream_loc_conf_t, always),
+      NULL },
+
+    { ngx_string("kafka_stream_linger"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_kafka_stream_main_conf_t, linger),
+      NULL },
+
+    { ngx_string("kafka_stream_catchup"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_kafka_stream_main_conf_t, catchup),
       NULL },
 
     { ngx_string("kafka_stream_max_viewers"),
@@ -368,6 +404,8 @@ ngx_http_kafka_stream_create_main_conf(ngx_conf_t *cf)
      */
 
     kmcf->replay_max = NGX_CONF_UNSET_UINT;
+    kmcf->linger = NGX_CONF_UNSET_MSEC;
+    kmcf->catchup = NGX_CONF_UNSET_UINT;
 
     if (ngx_array_init(&kmcf->topics, cf->pool, 4,
                        sizeof(ngx_http_kafka_stream_topic_t *))
@@ -391,6 +429,22 @@ ngx_http_kafka_stream_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_http_kafka_stream_main_conf_t *kmcf = conf;
 
     ngx_conf_init_uint_value(kmcf->replay_max, 8);
+
+    /* a page reloaded, a viewer that reconnects: the partition is still read */
+    ngx_conf_init_msec_value(kmcf->linger, 5000);
+
+    /*
+     * A key's latest frame is among the last K messages of a partition
+     * that K keys share at the same rate; murmur2 puts at most 25 of
+     * 1,000 cameras on one of 64 partitions, 21 of 200 on one of 16.
+     */
+    ngx_conf_init_uint_value(kmcf->catchup, 32);
+
+    if (kmcf->catchup == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"kafka_stream_catchup\" must not be zero");
+        return NGX_CONF_ERROR;
+    }
 
     return NGX_CONF_OK;
 }
@@ -428,6 +482,8 @@ ngx_http_kafka_stream_create_loc_conf(ngx_conf_t *cf)
     kslcf->replay = NGX_CONF_UNSET;
     kslcf->replay_max_speed = NGX_CONF_UNSET_UINT;
     kslcf->wall_keys = NGX_CONF_UNSET_UINT;
+    kslcf->partitioner = NGX_CONF_UNSET_PTR;
+    kslcf->always = NGX_CONF_UNSET;
 
     return kslcf;
 }
@@ -460,6 +516,10 @@ ngx_http_kafka_stream_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_conf_merge_uint_value(conf->replay_max_speed, prev->replay_max_speed,
                               8);
     ngx_conf_merge_uint_value(conf->wall_keys, prev->wall_keys, 64);
+    /* kafka-stream-producer's default: murmur2, Kafka's hashing of keys */
+    ngx_conf_merge_ptr_value(conf->partitioner, prev->partitioner,
+                             &ngx_http_kafka_stream_partitioners[0]);
+    ngx_conf_merge_value(conf->always, prev->always, 0);
 
     if (conf->type != NGX_HTTP_KAFKA_STREAM_LIVE
         && conf->type != NGX_HTTP_KAFKA_STREAM_SNAPSHOT
@@ -494,26 +554,32 @@ ngx_http_kafka_stream_merge_loc_conf(ngx_conf_t *cf, void *parent,
         return NGX_CONF_ERROR;
     }
 
-    if (conf->replay) {
 #if (NGX_THREADS)
-        kmcf = ngx_http_conf_get_module_main_conf(cf,
-                                                  ngx_http_kafka_stream_module);
 
-        /* lookups and the end of replay consumers block: they go there */
+    kmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_kafka_stream_module);
 
+    /*
+     * What blocks in librdkafka goes there: stopping a partition nobody
+     * watches, a replay's lookups, the end of a replay's consumer.
+     */
+
+    if (kmcf->thread_pool == NULL) {
+        kmcf->thread_pool = ngx_thread_pool_add(cf, NULL);
         if (kmcf->thread_pool == NULL) {
-            kmcf->thread_pool = ngx_thread_pool_add(cf, NULL);
-            if (kmcf->thread_pool == NULL) {
-                return NGX_CONF_ERROR;
-            }
+            return NGX_CONF_ERROR;
         }
+    }
+
 #else
+
+    if (conf->replay) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"kafka_stream_replay\" needs nginx built with "
                            "threads (--with-threads)");
         return NGX_CONF_ERROR;
-#endif
     }
+
+#endif
 
     /* "--b" CRLF, then CRLF "--b" CRLF after every frame, CRLF "--b--" CRLF */
 
@@ -583,6 +649,7 @@ ngx_http_kafka_stream_add_source(ngx_conf_t *cf,
         }
 
         t->name = kslcf->topic;
+        t->index = kmcf->topics.nelts;
 
         tp = ngx_array_push(&kmcf->topics);
         if (tp == NULL) {
@@ -590,13 +657,6 @@ ngx_http_kafka_stream_add_source(ngx_conf_t *cf,
         }
 
         *tp = t;
-    }
-
-    if (kslcf->partition == NGX_HTTP_KAFKA_STREAM_ALL) {
-        t->all = 1;
-
-    } else {
-        t->wanted[kslcf->partition] = 1;
     }
 
     sp = kmcf->sources.elts;
@@ -607,6 +667,7 @@ ngx_http_kafka_stream_add_source(ngx_conf_t *cf,
         if (src->topic == t && src->partition == kslcf->partition) {
             src->max_frame_size = ngx_max(src->max_frame_size,
                                           kslcf->max_frame_size);
+            src->always |= kslcf->always;
             kslcf->source = src;
             return NGX_OK;
         }
@@ -621,6 +682,7 @@ ngx_http_kafka_stream_add_source(ngx_conf_t *cf,
     src->topic = t;
     src->partition = kslcf->partition;
     src->max_frame_size = kslcf->max_frame_size;
+    src->always = kslcf->always;
 
     sp = ngx_array_push(&kmcf->sources);
     if (sp == NULL) {
@@ -668,12 +730,18 @@ ngx_http_kafka_stream_postconfiguration(ngx_conf_t *cf)
         rd_kafka_conf_destroy(conf);
     }
 
+    /* a slot: counters, each source's, and the partitions being read */
+
     kmcf->slot_size = sizeof(ngx_http_kafka_stream_slot_t)
                       + kmcf->sources.nelts
-                        * sizeof(ngx_http_kafka_stream_counters_t);
+                        * sizeof(ngx_http_kafka_stream_counters_t)
+                      + kmcf->topics.nelts
+                        * (NGX_HTTP_KAFKA_STREAM_MAX_PARTS / 8);
 
     size = 8 * ngx_pagesize
-           + 2 * ngx_align(NGX_HTTP_KAFKA_STREAM_MAX_SLOTS * kmcf->slot_size,
+           + 2 * ngx_align(NGX_HTTP_KAFKA_STREAM_MAX_SLOTS * kmcf->slot_size
+                           + kmcf->sources.nelts
+                             * sizeof(ngx_http_kafka_stream_keys_t),
                            ngx_pagesize);
 
     /*
@@ -859,6 +927,42 @@ ngx_http_kafka_stream_partition(ngx_conf_t *cf, ngx_command_t *cmd,
     kslcf->partition = n;
 
     return NGX_CONF_OK;
+}
+
+
+/* where the producers put a key: a partitioner of librdkafka's, or all */
+
+static char *
+ngx_http_kafka_stream_partitioner(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_kafka_stream_loc_conf_t *kslcf = conf;
+
+    ngx_str_t                            *value;
+    ngx_http_kafka_stream_partitioner_t  *p;
+
+    if (kslcf->partitioner != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    for (p = ngx_http_kafka_stream_partitioners; p->name.len; p++) {
+        if (p->name.len == value[1].len
+            && ngx_strncmp(p->name.data, value[1].data, value[1].len) == 0)
+        {
+            kslcf->partitioner = p;
+            return NGX_CONF_OK;
+        }
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid value \"%V\" in \"%V\": expected murmur2, "
+                       "murmur2_random, consistent, consistent_random, "
+                       "fnv1a, fnv1a_random, random or all",
+                       &value[1], &cmd->name);
+
+    return NGX_CONF_ERROR;
 }
 
 

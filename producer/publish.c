@@ -224,15 +224,17 @@ make_conf(publisher_t *p, const publish_opts_t *o)
     /* Our defaults first, so that -X can override every one of them.
      * - idempotence: retries neither duplicate nor reorder frames;
      * - a 10 s delivery timeout: an unreachable broker is reported soon;
-     * - "consistent" partitioning: frames without a key all go to one
-     *   partition (librdkafka's default spreads them, losing their order);
+     * - "murmur2" partitioning: a key goes where Kafka's Java producer
+     *   puts it (nginx finds it there: kafka_stream_partitioner), and
+     *   frames without a key all go to one partition (librdkafka's
+     *   default spreads them, losing their order);
      * - a local queue of 128 MiB instead of 1 GiB: frames are large;
      * - reconnect within a second of a broker's return, not up to 10 s
      *   later: each second of a video outage costs many frames. */
     if (set(conf, "bootstrap.servers", o->brokers) != 0
         || set(conf, "enable.idempotence", "true") != 0
         || set(conf, "message.timeout.ms", "10000") != 0
-        || set(conf, "partitioner", "consistent") != 0
+        || set(conf, "partitioner", "murmur2") != 0
         || set(conf, "queue.buffering.max.kbytes", "131072") != 0
         || set(conf, "linger.ms", "0") != 0
         || set(conf, "reconnect.backoff.max.ms", "1000") != 0

@@ -61,6 +61,12 @@
 
 #define NGX_HTTP_KAFKA_STREAM_REPLAY_REASON 256
 
+/* a partition as a worker reads it (src/..._partitions.c) */
+#define NGX_HTTP_KAFKA_STREAM_COLD          0
+#define NGX_HTTP_KAFKA_STREAM_HOT           1
+#define NGX_HTTP_KAFKA_STREAM_LINGER        2
+#define NGX_HTTP_KAFKA_STREAM_STOPPING      3
+
 
 typedef struct ngx_http_kafka_stream_source_s  ngx_http_kafka_stream_source_t;
 typedef struct ngx_http_kafka_stream_viewer_s  ngx_http_kafka_stream_viewer_t;
@@ -98,6 +104,12 @@ typedef struct {
     ngx_http_kafka_stream_source_t *source;
     ngx_str_t                       key;
     unsigned                        all:1;
+    /* a catch-up changed "latest": its viewers get it after the drain */
+    unsigned                        caught:1;
+    /* the key is in the source's list in the shared zone */
+    unsigned                        listed:1;
+    /* a camera of the walls of every key (src/..._wall.c) */
+    unsigned                        walled:1;
     ngx_http_kafka_stream_frame_t  *latest;
     ngx_msec_t                      updated;
 } ngx_http_kafka_stream_group_t;
@@ -124,21 +136,76 @@ typedef struct {
     ngx_atomic_t                    partitions;   /* being consumed */
     ngx_atomic_t                    started;
     ngx_atomic_t                    replays;      /* consumers of replays */
+    ngx_atomic_t                    bytes_in;     /* read from Kafka */
     /* ngx_http_kafka_stream_counters_t  sources[nsources]; */
+    /* u_char  consuming[ntopics][NGX_HTTP_KAFKA_STREAM_MAX_PARTS / 8]; */
 } ngx_http_kafka_stream_slot_t;
+
+
+/* where a producer puts a key: librdkafka's partitioners (rdkafka.h) */
+
+typedef int32_t (*ngx_http_kafka_stream_partitioner_pt)(
+    const rd_kafka_topic_t *rkt, const void *key, size_t keylen,
+    int32_t partition_cnt, void *rkt_opaque, void *msg_opaque);
+
+typedef struct {
+    ngx_str_t                       name;
+    /* NULL: a key may be anywhere, every partition is read */
+    ngx_http_kafka_stream_partitioner_pt  place;
+} ngx_http_kafka_stream_partitioner_t;
+
+
+/* a partition of a topic, as this worker reads it */
+
+typedef struct {
+    int64_t                         last;      /* offset last taken, or -1 */
+    ngx_msec_t                      idle;      /* its last need went then */
+    ngx_uint_t                      needs;     /* needs placed on it */
+    unsigned                        state:2;   /* ..._COLD, _HOT ... */
+    unsigned                        catchup:1; /* not yet at the log's end */
+    unsigned                        taken:1;   /* messages in this drain */
+    unsigned                        again:1;   /* needed while it stops */
+} ngx_http_kafka_stream_partition_t;
 
 
 typedef struct {
     ngx_str_t                       name;
     rd_kafka_topic_t               *rkt;
-    ngx_uint_t                      all;        /* some source wants all */
-    u_char                          wanted[NGX_HTTP_KAFKA_STREAM_MAX_PARTS];
-    u_char                          started[NGX_HTTP_KAFKA_STREAM_MAX_PARTS];
-    u_char                          live[NGX_HTTP_KAFKA_STREAM_MAX_PARTS];
-    /* offset of the last message the worker took from each, or -1 */
-    int64_t                         last[NGX_HTTP_KAFKA_STREAM_MAX_PARTS];
+    ngx_uint_t                      index;      /* in the configuration */
+
+    /* worker state (src/..._partitions.c) */
+    ngx_uint_t                      count;      /* partitions; 0: unknown */
+    ngx_uint_t                      seen;       /* in these statistics */
+    ngx_uint_t                      all;        /* needs of all partitions */
+    ngx_queue_t                     keyed;      /* needs placed by a key */
+    ngx_http_kafka_stream_partition_t  *parts;  /* MAX_PARTS of them */
     unsigned                        gone:1;     /* deleted, not yet back */
 } ngx_http_kafka_stream_topic_t;
+
+
+/* a partition catching up in this drain (src/..._consumer.c) */
+
+typedef struct {
+    ngx_http_kafka_stream_topic_t  *topic;
+    int32_t                         partition;
+} ngx_http_kafka_stream_catching_t;
+
+
+/*
+ * What a viewer needs read: a partition, where a partitioner puts a key,
+ * or every partition of a topic (src/..._partitions.c).  A viewer of
+ * several keys holds one for each.
+ */
+
+typedef struct {
+    ngx_queue_t                     queue;     /* in topic->keyed */
+    ngx_http_kafka_stream_topic_t  *topic;
+    ngx_int_t                       partition; /* or ..._ALL */
+    ngx_str_t                       key;
+    ngx_http_kafka_stream_partitioner_pt  place;
+    ngx_int_t                       placed;    /* counted there, or -1 */
+    unsigned                        active:1;
+} ngx_http_kafka_stream_need_t;
 
 
 struct ngx_http_kafka_stream_source_s {
@@ -146,6 +213,7 @@ struct ngx_http_kafka_stream_source_s {
     ngx_http_kafka_stream_topic_t  *topic;
     ngx_int_t                       partition;  /* or ..._ALL */
     size_t                          max_frame_size;
+    ngx_flag_t                      always;     /* read from start to exit */
 
     /* worker state */
     ngx_queue_t                     groups;
@@ -153,6 +221,7 @@ struct ngx_http_kafka_stream_source_s {
     ngx_uint_t                      idle_groups;
     ngx_queue_t                     walls;      /* of every key */
     ngx_http_kafka_stream_counters_t  *counters;
+    ngx_http_kafka_stream_need_t    always_need;
 };
 
 
@@ -165,6 +234,8 @@ typedef struct {
     size_t                          slot_size;
     ngx_uint_t                      status;    /* a status location exists */
     ngx_uint_t                      replay_max;
+    ngx_msec_t                      linger;
+    ngx_uint_t                      catchup;
     ngx_shm_zone_t                 *shm_zone;
 #if (NGX_THREADS)
     ngx_thread_pool_t              *thread_pool;
@@ -186,6 +257,8 @@ typedef struct {
     ngx_flag_t                      replay;
     ngx_uint_t                      replay_max_speed;
     ngx_uint_t                      wall_keys;  /* cameras of a wall */
+    ngx_http_kafka_stream_partitioner_t  *partitioner;
+    ngx_flag_t                      always;
 
     /* made from the boundary: "--b" CRLF, CRLF "--b" CRLF, CRLF "--b--" */
     ngx_str_t                       opening;
@@ -209,6 +282,8 @@ struct ngx_http_kafka_stream_viewer_s {
     ngx_http_kafka_stream_frame_t  *sending;    /* on the wire */
     ngx_http_kafka_stream_frame_t  *waiting;    /* next to send */
     ngx_http_kafka_stream_frame_t  *last;       /* last one sent */
+
+    ngx_http_kafka_stream_need_t    need;       /* what it reads */
 
     /*
      * Set with "replay" by the replay (src/..._replay.c), which sits
@@ -319,8 +394,7 @@ typedef struct {
     /* a new frame for a group: it becomes the latest, its viewers get it */
     void                          (*publish)(
                                       ngx_http_kafka_stream_group_t *g,
-                                      ngx_http_kafka_stream_frame_t *f,
-                                      ngx_uint_t catchup);
+                                      ngx_http_kafka_stream_frame_t *f);
     /* a graceful shutdown (the tick noticed it): every stream ends */
     void                          (*shutdown)(
                                       ngx_http_kafka_stream_worker_t *w);
@@ -352,7 +426,38 @@ struct ngx_http_kafka_stream_worker_s {
     ngx_uint_t                      brokers_up;
     ngx_uint_t                      exiting;    /* in exit_process */
     const ngx_http_kafka_stream_hooks_t  *hooks;  /* the layers above */
+
+    /* the partitions it reads (src/..._partitions.c) */
+    ngx_uint_t                      lingering;  /* partitions in LINGER */
+    ngx_uint_t                      retry;      /* a start failed */
+    ngx_array_t                     catching;   /* partitions caught up on
+                                                   in this drain */
+#if (NGX_THREADS)
+    ngx_thread_task_t              *stop;       /* stops partitions */
+    ngx_uint_t                      stopping;   /* it is in a thread */
+#endif
 };
+
+
+/*
+ * The keys of a source's frames, as any worker saw them since the start
+ * (the first NGX_HTTP_KAFKA_STREAM_KEYS_LISTED, truncated): the status
+ * lists them, the viewer page offers them.  In the shared zone after the
+ * slots, under the zone's mutex.
+ */
+
+#define NGX_HTTP_KAFKA_STREAM_KEYS_LISTED   64
+#define NGX_HTTP_KAFKA_STREAM_KEY_LISTED    256
+
+typedef struct {
+    size_t                          len;
+    u_char                          data[NGX_HTTP_KAFKA_STREAM_KEY_LISTED];
+} ngx_http_kafka_stream_key_t;
+
+typedef struct {
+    ngx_uint_t                      n;
+    ngx_http_kafka_stream_key_t     keys[NGX_HTTP_KAFKA_STREAM_KEYS_LISTED];
+} ngx_http_kafka_stream_keys_t;
 
 
 /* a worker's slot in the shared zone, and its counters of a source */
@@ -373,6 +478,31 @@ ngx_http_kafka_stream_counters(ngx_http_kafka_stream_slot_t *slot,
     return (ngx_http_kafka_stream_counters_t *)
                ((u_char *) slot + sizeof(ngx_http_kafka_stream_slot_t))
            + index;
+}
+
+
+/* a source's keys, after the slots */
+
+static ngx_inline ngx_http_kafka_stream_keys_t *
+ngx_http_kafka_stream_keys(ngx_http_kafka_stream_main_conf_t *kmcf,
+    void *slots, ngx_uint_t index)
+{
+    return (ngx_http_kafka_stream_keys_t *)
+               ((u_char *) slots
+                + NGX_HTTP_KAFKA_STREAM_MAX_SLOTS * kmcf->slot_size)
+           + index;
+}
+
+
+/* a worker's partitions of a topic being read, one bit each */
+
+static ngx_inline u_char *
+ngx_http_kafka_stream_consuming(ngx_http_kafka_stream_main_conf_t *kmcf,
+    ngx_http_kafka_stream_slot_t *slot, ngx_uint_t topic)
+{
+    return (u_char *) ngx_http_kafka_stream_counters(slot,
+                                                     kmcf->sources.nelts)
+           + topic * (NGX_HTTP_KAFKA_STREAM_MAX_PARTS / 8);
 }
 
 
@@ -408,6 +538,31 @@ void ngx_http_kafka_stream_group_release(ngx_http_kafka_stream_source_t *src,
     ngx_http_kafka_stream_group_t *g);
 void ngx_http_kafka_stream_free_frames(
     ngx_http_kafka_stream_main_conf_t *kmcf);
+ngx_uint_t ngx_http_kafka_stream_group_keep(ngx_http_kafka_stream_group_t *g,
+    ngx_http_kafka_stream_frame_t *f);
+void ngx_http_kafka_stream_forget(ngx_http_kafka_stream_main_conf_t *kmcf,
+    ngx_http_kafka_stream_topic_t *t, ngx_int_t partition);
+
+
+/* src/ngx_http_kafka_stream_partitions.c */
+
+extern ngx_http_kafka_stream_partitioner_t  ngx_http_kafka_stream_partitioners[];
+
+void ngx_http_kafka_stream_need(ngx_http_kafka_stream_need_t *n,
+    ngx_http_kafka_stream_topic_t *t, ngx_int_t partition,
+    ngx_http_kafka_stream_partitioner_pt place, ngx_str_t *key);
+void ngx_http_kafka_stream_need_release(ngx_http_kafka_stream_need_t *n);
+ngx_int_t ngx_http_kafka_stream_key_partition(
+    ngx_http_kafka_stream_topic_t *t,
+    ngx_http_kafka_stream_partitioner_pt place, ngx_str_t *key);
+ngx_int_t ngx_http_kafka_stream_partitions_init(ngx_cycle_t *cycle,
+    ngx_http_kafka_stream_worker_t *w);
+void ngx_http_kafka_stream_partitions_tick(ngx_http_kafka_stream_worker_t *w);
+void ngx_http_kafka_stream_partition_seen(ngx_http_kafka_stream_topic_t *t,
+    ngx_int_t p);
+void ngx_http_kafka_stream_partitions_seen(ngx_http_kafka_stream_worker_t *w);
+ngx_http_kafka_stream_partition_t *ngx_http_kafka_stream_partition_read(
+    ngx_http_kafka_stream_topic_t *t, int32_t p);
 
 
 /* src/ngx_http_kafka_stream_consumer.c */
@@ -435,6 +590,8 @@ ngx_http_kafka_stream_viewer_t *ngx_http_kafka_stream_viewer(
     ngx_http_request_t *r, ngx_http_kafka_stream_loc_conf_t *kslcf);
 void ngx_http_kafka_stream_join(ngx_http_kafka_stream_viewer_t *v,
     ngx_http_kafka_stream_group_t *g);
+void ngx_http_kafka_stream_watch(ngx_http_kafka_stream_viewer_t *v,
+    ngx_str_t *key);
 ngx_int_t ngx_http_kafka_stream_open(ngx_http_kafka_stream_viewer_t *v);
 ngx_int_t ngx_http_kafka_stream_multipart(ngx_http_request_t *r,
     ngx_http_kafka_stream_loc_conf_t *kslcf);
@@ -448,7 +605,7 @@ ngx_int_t ngx_http_kafka_stream_flushed(ngx_http_request_t *r);
 void ngx_http_kafka_stream_end(ngx_http_request_t *r,
     ngx_http_kafka_stream_loc_conf_t *kslcf, ngx_buf_t *b, ngx_chain_t *cl);
 void ngx_http_kafka_stream_publish(ngx_http_kafka_stream_group_t *g,
-    ngx_http_kafka_stream_frame_t *f, ngx_uint_t catchup);
+    ngx_http_kafka_stream_frame_t *f);
 void ngx_http_kafka_stream_offer(ngx_http_kafka_stream_viewer_t *v,
     ngx_http_kafka_stream_frame_t *f);
 void ngx_http_kafka_stream_close_viewers(ngx_http_kafka_stream_worker_t *w);
@@ -463,7 +620,7 @@ ngx_int_t ngx_http_kafka_stream_snapshot(ngx_http_request_t *r,
 ngx_int_t ngx_http_kafka_stream_wall_start(ngx_http_request_t *r,
     ngx_http_kafka_stream_loc_conf_t *kslcf);
 void ngx_http_kafka_stream_wall_publish(ngx_http_kafka_stream_group_t *g,
-    ngx_http_kafka_stream_frame_t *f, ngx_uint_t catchup);
+    ngx_http_kafka_stream_frame_t *f);
 void ngx_http_kafka_stream_wall_shutdown(ngx_http_kafka_stream_worker_t *w);
 void ngx_http_kafka_stream_wall_exit(ngx_http_kafka_stream_worker_t *w);
 

@@ -2,13 +2,17 @@
 /*
  * The worker's Kafka consumer, with the worker's start and exit.  Every
  * worker process makes one in init_process, after fork (librdkafka's
- * threads would not survive fork()), for all the topics and partitions
- * the configuration names, and destroys it in exit_process.
- * Its queue wakes the event loop through a pipe registered as a read
- * event, and drain() takes what is there without ever waiting; each
- * message is checked and made a frame (src/..._frame.c) once for all
- * the sources that read it.  The statistics tell which brokers are up
- * and which partitions a topic has; a tick notices a graceful shutdown.
+ * threads would not survive fork()), for all the topics the configuration
+ * names, and destroys it in exit_process; which partitions it reads, and
+ * when, is up to src/..._partitions.c.  Its queue wakes the event loop
+ * through a pipe registered as a read event, and drain() takes what is
+ * there without ever waiting; each message is checked and made a frame
+ * (src/..._frame.c) once for all the sources that read it.  A partition
+ * that starts catches up from a few messages back: those frames only
+ * update the groups, and the viewers get the newest of each key after
+ * the drain.  The statistics tell which brokers are up and which
+ * partitions a topic has; a tick stops partitions nobody needs and
+ * notices a graceful shutdown.
  * The viewers and the replays sit above the consumer: it reaches them
  * only through the hooks the module gives it at init_process
  * (ngx_http_kafka_stream_hooks_t).  The replays use its pipe and its
@@ -34,11 +38,14 @@ static void ngx_http_kafka_stream_wakeup_handler(ngx_event_t *ev);
 static void ngx_http_kafka_stream_drain(void);
 static void ngx_http_kafka_stream_message(rd_kafka_message_t *msg);
 static void ngx_http_kafka_stream_topic_gone(rd_kafka_event_t *ev);
+static void ngx_http_kafka_stream_list_key(ngx_http_kafka_stream_worker_t *w,
+    ngx_http_kafka_stream_source_t *src, ngx_http_kafka_stream_group_t *g);
+static void ngx_http_kafka_stream_caught_up(ngx_http_kafka_stream_worker_t *w);
+static void ngx_http_kafka_stream_publish_caught(
+    ngx_http_kafka_stream_worker_t *w, ngx_http_kafka_stream_group_t *g);
 static void ngx_http_kafka_stream_stats(const char *json, size_t len);
 static void ngx_http_kafka_stream_partition_found(void *data,
     const unsigned char *topic, size_t len, long partition);
-static void ngx_http_kafka_stream_start_partition(
-    ngx_http_kafka_stream_topic_t *t, ngx_int_t partition);
 static void ngx_http_kafka_stream_tick_handler(ngx_event_t *ev);
 
 
@@ -77,9 +84,8 @@ ngx_int_t
 ngx_http_kafka_stream_worker_init(ngx_cycle_t *cycle,
     const ngx_http_kafka_stream_hooks_t *hooks)
 {
-    ngx_uint_t                          i, p;
+    ngx_uint_t                          i;
     ngx_slab_pool_t                    *shpool;
-    ngx_http_kafka_stream_topic_t     **topics;
     ngx_http_kafka_stream_slot_t       *slot;
     ngx_http_kafka_stream_source_t    **sources, *src;
     ngx_http_kafka_stream_worker_t     *w;
@@ -127,12 +133,11 @@ ngx_http_kafka_stream_worker_init(ngx_cycle_t *cycle,
     ngx_queue_init(&w->walls);
     ngx_queue_init(&w->replays);
 
-    topics = kmcf->topics.elts;
-
-    for (i = 0; i < kmcf->topics.nelts; i++) {
-        for (p = 0; p < NGX_HTTP_KAFKA_STREAM_MAX_PARTS; p++) {
-            topics[i]->last[p] = -1;
-        }
+    if (ngx_array_init(&w->catching, cycle->pool, 8,
+                       sizeof(ngx_http_kafka_stream_catching_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     sources = kmcf->sources.elts;
@@ -223,7 +228,7 @@ ngx_http_kafka_stream_consumer(ngx_cycle_t *cycle,
     ngx_http_kafka_stream_worker_t *w)
 {
     char                               errstr[512];
-    ngx_uint_t                         i, p;
+    ngx_uint_t                         i;
     rd_kafka_conf_t                   *conf;
     rd_kafka_queue_t                  *main_queue;
     ngx_http_kafka_stream_topic_t    **topics, *t;
@@ -288,16 +293,12 @@ ngx_http_kafka_stream_consumer(ngx_cycle_t *cycle,
             goto failed;
         }
 
-        /*
-         * Every topic has a partition 0: "all" starts there at once, and
-         * the statistics report the others within statistics.interval.ms.
-         */
+    }
 
-        for (p = 0; p < NGX_HTTP_KAFKA_STREAM_MAX_PARTS; p++) {
-            if (t->wanted[p] || (p == 0 && t->all)) {
-                ngx_http_kafka_stream_start_partition(t, p);
-            }
-        }
+    /* no partition is read before a viewer needs it (or always_consume) */
+
+    if (ngx_http_kafka_stream_partitions_init(cycle, w) != NGX_OK) {
+        goto failed;
     }
 
     /* frames may already be there */
@@ -613,20 +614,29 @@ ngx_http_kafka_stream_drain(void)
 
         rd_kafka_event_destroy(ev);
     }
+
+    ngx_http_kafka_stream_caught_up(w);
 }
 
 
 static void
 ngx_http_kafka_stream_message(rd_kafka_message_t *msg)
 {
-    int                                type;
-    ngx_uint_t                         i, catchup;
-    const char                        *topic;
-    ngx_http_kafka_stream_topic_t     *t;
-    ngx_http_kafka_stream_frame_t     *f;
-    ngx_http_kafka_stream_group_t     *g;
-    ngx_http_kafka_stream_source_t   **sources, *src;
-    ngx_http_kafka_stream_counters_t  *c;
+    int                                  type;
+    ngx_uint_t                           i, catchup;
+    const char                          *name;
+    ngx_http_kafka_stream_topic_t      **topics, *t;
+    ngx_http_kafka_stream_frame_t       *f;
+    ngx_http_kafka_stream_group_t       *g;
+    ngx_http_kafka_stream_worker_t      *w;
+    ngx_http_kafka_stream_source_t     **sources, *src;
+    ngx_http_kafka_stream_counters_t    *c;
+    ngx_http_kafka_stream_catching_t    *e;
+    ngx_http_kafka_stream_partition_t   *part;
+    ngx_http_kafka_stream_main_conf_t   *kmcf;
+
+    w = ngx_http_kafka_stream_worker;
+    kmcf = w->conf;
 
     if (msg->err) {
         if (ngx_http_kafka_stream_log_allowed()) {
@@ -639,51 +649,70 @@ ngx_http_kafka_stream_message(rd_kafka_message_t *msg)
         return;
     }
 
-    topic = rd_kafka_topic_name(msg->rkt);
-    sources = ngx_http_kafka_stream_worker->conf->sources.elts;
+    /* what the worker read from Kafka, shown or not */
+    w->slot->bytes_in += msg->len + msg->key_len;
 
-    /*
-     * The first message of a partition is its last one from before this
-     * worker started: with several partitions it may be older than what
-     * the others already gave, and must not replace a newer frame.
-     */
+    name = rd_kafka_topic_name(msg->rkt);
+    topics = kmcf->topics.elts;
+    t = NULL;
 
-    catchup = 0;
-
-    for (i = 0; i < ngx_http_kafka_stream_worker->conf->sources.nelts; i++) {
-        t = sources[i]->topic;
-
-        if (ngx_strcmp(t->name.data, topic) == 0) {
-            if (t->gone) {
-                t->gone = 0;
-                ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
-                              "kafka stream: topic \"%V\" is back: frames "
-                              "again from [%D] offset %O", &t->name,
-                              msg->partition, (off_t) msg->offset);
-            }
-
-            if (msg->partition >= 0
-                && msg->partition < NGX_HTTP_KAFKA_STREAM_MAX_PARTS)
-            {
-                /* where replays become live viewers */
-                t->last[msg->partition] = msg->offset;
-
-                if (!t->live[msg->partition]) {
-                    t->live[msg->partition] = 1;
-                    catchup = 1;
-                }
-            }
-
+    for (i = 0; i < kmcf->topics.nelts; i++) {
+        if (ngx_strcmp(topics[i]->name.data, name) == 0) {
+            t = topics[i];
             break;
         }
     }
 
+    if (t == NULL) {
+        return;
+    }
+
+    if (t->gone) {
+        t->gone = 0;
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "kafka stream: topic \"%V\" is back: frames again "
+                      "from [%D] offset %O", &t->name, msg->partition,
+                      (off_t) msg->offset);
+    }
+
+    /* what was still queued for a partition that stops is dropped */
+
+    part = ngx_http_kafka_stream_partition_read(t, msg->partition);
+    if (part == NULL) {
+        return;
+    }
+
+    /* where replays become live viewers */
+    part->last = msg->offset;
+
+    /*
+     * A partition that starts reads back from the end of its log to find
+     * the latest frame of each key: those frames only update the groups,
+     * and the viewers get the newest after the drain (caught_up()).
+     */
+
+    if (part->catchup && !part->taken) {
+        e = ngx_array_push(&w->catching);
+
+        if (e == NULL) {
+            part->catchup = 0;
+
+        } else {
+            part->taken = 1;
+            e->topic = t;
+            e->partition = msg->partition;
+        }
+    }
+
+    catchup = part->catchup;
+
+    sources = kmcf->sources.elts;
     f = NULL;
 
-    for (i = 0; i < ngx_http_kafka_stream_worker->conf->sources.nelts; i++) {
+    for (i = 0; i < kmcf->sources.nelts; i++) {
         src = sources[i];
 
-        if (ngx_strcmp(src->topic->name.data, topic) != 0
+        if (src->topic != t
             || (src->partition != NGX_HTTP_KAFKA_STREAM_ALL
                 && src->partition != msg->partition))
         {
@@ -707,12 +736,10 @@ ngx_http_kafka_stream_message(rd_kafka_message_t *msg)
 
                 /* the other sources would see the same bytes */
 
-                for (i++; i < ngx_http_kafka_stream_worker->conf->sources.nelts;
-                     i++)
-                {
+                for (i++; i < kmcf->sources.nelts; i++) {
                     src = sources[i];
 
-                    if (ngx_strcmp(src->topic->name.data, topic) == 0
+                    if (src->topic == t
                         && (src->partition == NGX_HTTP_KAFKA_STREAM_ALL
                             || src->partition == msg->partition))
                     {
@@ -743,13 +770,28 @@ ngx_http_kafka_stream_message(rd_kafka_message_t *msg)
         c->last_offset = msg->offset;
         c->latest_msec = ngx_current_msec;
 
-        ngx_http_kafka_stream_worker->hooks->publish(src->all, f, catchup);
+        g = NULL;
 
         if (msg->key_len && msg->key_len <= NGX_HTTP_KAFKA_STREAM_MAX_KEY) {
             g = ngx_http_kafka_stream_group(src, msg->key, msg->key_len, 2);
 
+            if (g && !g->listed) {
+                ngx_http_kafka_stream_list_key(w, src, g);
+            }
+        }
+
+        if (catchup) {
+            (void) ngx_http_kafka_stream_group_keep(src->all, f);
+
             if (g) {
-                ngx_http_kafka_stream_worker->hooks->publish(g, f, catchup);
+                (void) ngx_http_kafka_stream_group_keep(g, f);
+            }
+
+        } else {
+            w->hooks->publish(src->all, f);
+
+            if (g) {
+                w->hooks->publish(g, f);
             }
         }
     }
@@ -761,7 +803,7 @@ ngx_http_kafka_stream_message(rd_kafka_message_t *msg)
 
 
 /*
- * A topic deleted while it is consumed (or not created yet): its viewers
+ * A topic deleted while it is read (or not created yet): its viewers
  * stay, as through a broker outage, with the last frame they had.  Once
  * the topic is created again the worker's consumer finds it by itself
  * (librdkafka resumes each partition at the new end, its old offset being
@@ -772,20 +814,20 @@ ngx_http_kafka_stream_message(rd_kafka_message_t *msg)
 static void
 ngx_http_kafka_stream_topic_gone(rd_kafka_event_t *ev)
 {
-    ngx_uint_t                        i;
-    rd_kafka_topic_partition_t       *tp;
-    ngx_http_kafka_stream_topic_t   **topics;
-    ngx_http_kafka_stream_worker_t   *w;
+    ngx_uint_t                          i;
+    rd_kafka_topic_partition_t         *tp;
+    ngx_http_kafka_stream_topic_t     **topics;
+    ngx_http_kafka_stream_main_conf_t  *kmcf;
 
     tp = rd_kafka_event_topic_partition(ev);
     if (tp == NULL) {
         return;
     }
 
-    w = ngx_http_kafka_stream_worker;
-    topics = w->conf->topics.elts;
+    kmcf = ngx_http_kafka_stream_worker->conf;
+    topics = kmcf->topics.elts;
 
-    for (i = 0; i < w->conf->topics.nelts; i++) {
+    for (i = 0; i < kmcf->topics.nelts; i++) {
         if (!topics[i]->gone
             && ngx_strcmp(topics[i]->name.data, tp->topic) == 0)
         {
@@ -802,6 +844,133 @@ ngx_http_kafka_stream_topic_gone(rd_kafka_event_t *ev)
 }
 
 
+/*
+ * A key the worker sees in the source's frames for the first time: into
+ * the source's list in the shared zone (the status, any worker's), where
+ * it stays when the worker no longer reads its partition.  Once per group
+ * and worker: the list is checked under the zone's mutex.
+ */
+
+static void
+ngx_http_kafka_stream_list_key(ngx_http_kafka_stream_worker_t *w,
+    ngx_http_kafka_stream_source_t *src, ngx_http_kafka_stream_group_t *g)
+{
+    size_t                         len;
+    ngx_uint_t                     i;
+    ngx_slab_pool_t               *shpool;
+    ngx_http_kafka_stream_key_t   *k;
+    ngx_http_kafka_stream_keys_t  *keys;
+
+    g->listed = 1;
+
+    shpool = (ngx_slab_pool_t *) w->conf->shm_zone->shm.addr;
+    keys = ngx_http_kafka_stream_keys(w->conf, shpool->data, src->index);
+    len = ngx_min(g->key.len, NGX_HTTP_KAFKA_STREAM_KEY_LISTED);
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    for (i = 0; i < keys->n; i++) {
+        if (keys->keys[i].len == len
+            && ngx_memcmp(keys->keys[i].data, g->key.data, len) == 0)
+        {
+            goto done;
+        }
+    }
+
+    if (keys->n < NGX_HTTP_KAFKA_STREAM_KEYS_LISTED) {
+        k = &keys->keys[keys->n++];
+        k->len = len;
+        ngx_memcpy(k->data, g->key.data, len);
+    }
+
+done:
+
+    ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+/*
+ * After a drain: a partition that read up to the end of its log is live
+ * from now on, and the viewers of the groups a catch-up changed get their
+ * latest frame, the newest of each key and not every one.  The end of the
+ * log is librdkafka's high watermark of the last fetch, which it keeps
+ * (no request, no wait).
+ */
+
+static void
+ngx_http_kafka_stream_caught_up(ngx_http_kafka_stream_worker_t *w)
+{
+    int64_t                              low, high;
+    ngx_uint_t                           i;
+    ngx_queue_t                         *q;
+    ngx_http_kafka_stream_group_t       *g;
+    ngx_http_kafka_stream_source_t     **sources;
+    ngx_http_kafka_stream_catching_t    *e;
+    ngx_http_kafka_stream_partition_t   *part;
+
+    if (w->catching.nelts == 0) {
+        return;
+    }
+
+    e = w->catching.elts;
+
+    for (i = 0; i < w->catching.nelts; i++) {
+        part = &e[i].topic->parts[e[i].partition];
+        part->taken = 0;
+
+        if (rd_kafka_get_watermark_offsets(w->rk,
+                                           (char *) e[i].topic->name.data,
+                                           e[i].partition, &low, &high)
+            != RD_KAFKA_RESP_ERR_NO_ERROR
+            || part->last >= high - 1)
+        {
+            part->catchup = 0;
+        }
+    }
+
+    w->catching.nelts = 0;
+
+    sources = w->conf->sources.elts;
+
+    for (i = 0; i < w->conf->sources.nelts; i++) {
+        ngx_http_kafka_stream_publish_caught(w, sources[i]->all);
+
+        for (q = ngx_queue_head(&sources[i]->groups);
+             q != ngx_queue_sentinel(&sources[i]->groups);
+             q = ngx_queue_next(q))
+        {
+            g = ngx_queue_data(q, ngx_http_kafka_stream_group_t, queue);
+            ngx_http_kafka_stream_publish_caught(w, g);
+        }
+    }
+}
+
+
+static void
+ngx_http_kafka_stream_publish_caught(ngx_http_kafka_stream_worker_t *w,
+    ngx_http_kafka_stream_group_t *g)
+{
+    ngx_http_kafka_stream_frame_t  *f;
+
+    if (!g->caught) {
+        return;
+    }
+
+    g->caught = 0;
+    f = g->latest;
+
+    if (f == NULL) {
+        return;
+    }
+
+    /* publish() keeps it the latest: a reference meanwhile all the same */
+
+    f->refs++;
+    w->hooks->publish(g, f);
+    ngx_http_kafka_stream_frame_release(f);
+}
+
+
 /* brokers and partitions, from the statistics (see the scanner) */
 
 static void
@@ -815,6 +984,9 @@ ngx_http_kafka_stream_stats(const char *json, size_t len)
     up = ngx_http_kafka_stream_scan_stats((const unsigned char *) json, len,
                                           ngx_http_kafka_stream_partition_found,
                                           w);
+
+    /* partitions added to a topic: the keys are placed anew */
+    ngx_http_kafka_stream_partitions_seen(w);
 
     if (up == w->brokers_up) {
         return;
@@ -845,66 +1017,21 @@ ngx_http_kafka_stream_partition_found(void *data, const unsigned char *topic,
     topics = w->conf->topics.elts;
 
     for (i = 0; i < w->conf->topics.nelts; i++) {
-        if (topics[i]->all
-            && topics[i]->name.len == len
+        if (topics[i]->name.len == len
             && ngx_strncmp(topics[i]->name.data, topic, len) == 0)
         {
-            ngx_http_kafka_stream_start_partition(topics[i], partition);
+            ngx_http_kafka_stream_partition_seen(topics[i], partition);
             return;
         }
     }
 }
 
 
-static void
-ngx_http_kafka_stream_start_partition(ngx_http_kafka_stream_topic_t *t,
-    ngx_int_t partition)
-{
-    ngx_http_kafka_stream_worker_t  *w;
-
-    w = ngx_http_kafka_stream_worker;
-
-    if (partition >= NGX_HTTP_KAFKA_STREAM_MAX_PARTS) {
-        if (ngx_http_kafka_stream_log_allowed()) {
-            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                          "kafka stream: partition %i of \"%V\" ignored: "
-                          "only the first %d are consumed",
-                          partition, &t->name,
-                          NGX_HTTP_KAFKA_STREAM_MAX_PARTS);
-        }
-
-        return;
-    }
-
-    if (t->started[partition]) {
-        return;
-    }
-
-    /* the latest message is there at once, even while nothing is produced */
-
-    if (rd_kafka_consume_start_queue(t->rkt, (int32_t) partition,
-                                     RD_KAFKA_OFFSET_TAIL(1), w->queue)
-        == -1)
-    {
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "kafka stream: cannot consume \"%V\" [%i]: %s",
-                      &t->name, partition,
-                      rd_kafka_err2str(rd_kafka_last_error()));
-        return;
-    }
-
-    t->started[partition] = 1;
-    w->slot->partitions++;
-
-    ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
-                  "kafka stream: consuming \"%V\" [%i]", &t->name, partition);
-}
-
-
 /*
- * Runs every NGX_HTTP_KAFKA_STREAM_TICK while the worker lives: it is how
- * the worker learns of a graceful shutdown (nginx has no hook for it), and
- * it ends every stream then, so that old workers leave at once on reload.
+ * Runs every NGX_HTTP_KAFKA_STREAM_TICK while the worker lives: it stops
+ * the partitions whose linger is over, and it is how the worker learns of
+ * a graceful shutdown (nginx has no hook for it); it ends every stream
+ * then, so that old workers leave at once on reload.
  */
 
 static void
@@ -915,6 +1042,7 @@ ngx_http_kafka_stream_tick_handler(ngx_event_t *ev)
     w = ev->data;
 
     if (!ngx_exiting) {
+        ngx_http_kafka_stream_partitions_tick(w);
         ngx_add_timer(ev, NGX_HTTP_KAFKA_STREAM_TICK);
         return;
     }

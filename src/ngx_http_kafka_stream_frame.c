@@ -342,6 +342,9 @@ ngx_http_kafka_stream_group(ngx_http_kafka_stream_source_t *src, u_char *key,
     g->source = src;
     g->nviewers = 0;
     g->all = 0;
+    g->caught = 0;
+    g->listed = 0;
+    g->walled = 0;
     g->latest = NULL;
     g->updated = ngx_current_msec;
 
@@ -412,6 +415,100 @@ ngx_http_kafka_stream_free_frames(ngx_http_kafka_stream_main_conf_t *kmcf)
         if (src->all && src->all->latest) {
             ngx_http_kafka_stream_frame_release(src->all->latest);
             src->all->latest = NULL;
+        }
+    }
+}
+
+
+/*
+ * A frame of a partition catching up (src/..._partitions.c): it becomes
+ * the group's latest unless that one is newer, as the partitions of a
+ * source catch up in no particular order; the consumer offers it to the
+ * viewers after the drain, so that they get the newest of the catch-up
+ * and not each one.  1 if it was kept.
+ */
+
+ngx_uint_t
+ngx_http_kafka_stream_group_keep(ngx_http_kafka_stream_group_t *g,
+    ngx_http_kafka_stream_frame_t *f)
+{
+    if (g->latest && g->latest->timestamp > f->timestamp) {
+        return 0;
+    }
+
+    if (g->latest) {
+        ngx_http_kafka_stream_frame_release(g->latest);
+    }
+
+    g->latest = f;
+    g->updated = ngx_current_msec;
+    f->refs++;
+
+    /* a key new to the walls of every key becomes a camera of theirs */
+
+    if (g->nviewers
+        || (!g->all && !g->walled && !ngx_queue_empty(&g->source->walls)))
+    {
+        g->caught = 1;
+    }
+
+    return 1;
+}
+
+
+/*
+ * The worker no longer reads a partition: what it kept from there is
+ * stale from now on.  The frames go, and so do the groups of keys that
+ * nobody watches.
+ */
+
+void
+ngx_http_kafka_stream_forget(ngx_http_kafka_stream_main_conf_t *kmcf,
+    ngx_http_kafka_stream_topic_t *t, ngx_int_t partition)
+{
+    ngx_uint_t                        i;
+    ngx_queue_t                      *q, *next;
+    ngx_http_kafka_stream_group_t    *g;
+    ngx_http_kafka_stream_source_t  **sources, *src;
+
+    sources = kmcf->sources.elts;
+
+    for (i = 0; i < kmcf->sources.nelts; i++) {
+        src = sources[i];
+
+        if (src->topic != t
+            || (src->partition != NGX_HTTP_KAFKA_STREAM_ALL
+                && src->partition != partition))
+        {
+            continue;
+        }
+
+        if (src->all->latest && src->all->latest->partition == partition) {
+            ngx_http_kafka_stream_frame_release(src->all->latest);
+            src->all->latest = NULL;
+            src->all->caught = 0;
+        }
+
+        for (q = ngx_queue_head(&src->groups);
+             q != ngx_queue_sentinel(&src->groups);
+             q = next)
+        {
+            next = ngx_queue_next(q);
+            g = ngx_queue_data(q, ngx_http_kafka_stream_group_t, queue);
+
+            if (g->latest == NULL || g->latest->partition != partition) {
+                continue;
+            }
+
+            ngx_http_kafka_stream_frame_release(g->latest);
+            g->latest = NULL;
+            g->caught = 0;
+
+            if (g->nviewers == 0) {
+                ngx_queue_remove(q);
+                src->idle_groups--;
+                ngx_free(g);
+            }
         }
     }
 }

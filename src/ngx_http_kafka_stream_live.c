@@ -84,6 +84,12 @@ ngx_http_kafka_stream_start(ngx_http_request_t *r,
 
     ngx_http_kafka_stream_join(v, g);
 
+    /* the partitions of its frames are read while it stays */
+
+    if (kslcf->type == NGX_HTTP_KAFKA_STREAM_SNAPSHOT || !r->header_only) {
+        ngx_http_kafka_stream_watch(v, &key);
+    }
+
     if (kslcf->type == NGX_HTTP_KAFKA_STREAM_SNAPSHOT) {
 
         /* no frame yet: wait for the first one, for a while */
@@ -189,6 +195,26 @@ ngx_http_kafka_stream_viewer(ngx_http_request_t *r,
 #endif
 
     return v;
+}
+
+
+/*
+ * What the viewer's frames need read: its key's partition, the
+ * location's partition, or all of them (src/..._partitions.c); "key"
+ * must last as long as the viewer.
+ */
+
+void
+ngx_http_kafka_stream_watch(ngx_http_kafka_stream_viewer_t *v,
+    ngx_str_t *key)
+{
+    ngx_http_kafka_stream_loc_conf_t  *kslcf;
+
+    kslcf = v->conf;
+
+    ngx_http_kafka_stream_need(&v->need, kslcf->source->topic,
+                               kslcf->partition, kslcf->partitioner->place,
+                               key);
 }
 
 
@@ -368,6 +394,8 @@ ngx_http_kafka_stream_cleanup(void *data)
     ngx_http_kafka_stream_frame_drop(&v->sending);
     ngx_http_kafka_stream_frame_drop(&v->waiting);
 
+    ngx_http_kafka_stream_need_release(&v->need);
+
 #if (NGX_THREADS)
 
     if (v->replay) {
@@ -399,24 +427,29 @@ ngx_http_kafka_stream_unlink(ngx_http_kafka_stream_viewer_t *v)
 }
 
 
+/*
+ * A frame for a group: it becomes the latest (it may be already, after a
+ * catch-up: see ngx_http_kafka_stream_group_keep()), its viewers get it.
+ */
+
 void
 ngx_http_kafka_stream_publish(ngx_http_kafka_stream_group_t *g,
-    ngx_http_kafka_stream_frame_t *f, ngx_uint_t catchup)
+    ngx_http_kafka_stream_frame_t *f)
 {
     ngx_queue_t                     *q;
     ngx_http_kafka_stream_viewer_t  *v;
 
-    if (catchup && g->latest && g->latest->timestamp > f->timestamp) {
-        return;
+    if (g->latest != f) {
+        if (g->latest) {
+            ngx_http_kafka_stream_frame_release(g->latest);
+        }
+
+        g->latest = f;
+        f->refs++;
     }
 
-    if (g->latest) {
-        ngx_http_kafka_stream_frame_release(g->latest);
-    }
-
-    g->latest = f;
     g->updated = ngx_current_msec;
-    f->refs++;
+    g->caught = 0;
 
     for (q = ngx_queue_head(&g->viewers);
          q != ngx_queue_sentinel(&g->viewers);

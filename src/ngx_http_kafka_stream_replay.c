@@ -33,7 +33,7 @@
 static ngx_int_t ngx_http_kafka_stream_replay_headers(ngx_http_request_t *r,
     ngx_http_kafka_stream_replay_t *rp);
 static ngx_int_t ngx_http_kafka_stream_replay_partition(
-    ngx_http_kafka_stream_source_t *src, ngx_str_t *key);
+    ngx_http_kafka_stream_loc_conf_t *kslcf, ngx_str_t *key);
 static ngx_int_t ngx_http_kafka_stream_replay_consumer(
     ngx_http_kafka_stream_replay_t *rp);
 static void ngx_http_kafka_stream_replay_looked_up(ngx_event_t *ev);
@@ -156,7 +156,7 @@ ngx_http_kafka_stream_replay_start(ngx_http_request_t *r,
 
     } else {
         rp->partition = (int32_t) ngx_http_kafka_stream_replay_partition(
-                                                      kslcf->source, &rp->key);
+                                                             kslcf, &rp->key);
     }
 
     if (!rp->snapshot) {
@@ -233,17 +233,28 @@ ngx_http_kafka_stream_replay_headers(ngx_http_request_t *r,
 
 
 /*
- * Without ?partition= a location of all partitions replays the one where
- * the worker last saw a frame of the key (or any frame, without a key),
- * else partition 0.
+ * Without ?partition= a location of all partitions replays the key's
+ * partition (kafka_stream_partitioner); with "all", or before the topic's
+ * partitions are counted, the one where the worker last saw a frame of
+ * the key (or any frame, without a key), else partition 0.
  */
 
 static ngx_int_t
-ngx_http_kafka_stream_replay_partition(ngx_http_kafka_stream_source_t *src,
+ngx_http_kafka_stream_replay_partition(ngx_http_kafka_stream_loc_conf_t *kslcf,
     ngx_str_t *key)
 {
-    ngx_queue_t                    *q;
-    ngx_http_kafka_stream_group_t  *g;
+    ngx_int_t                        p;
+    ngx_queue_t                     *q;
+    ngx_http_kafka_stream_group_t   *g;
+    ngx_http_kafka_stream_source_t  *src;
+
+    src = kslcf->source;
+
+    p = ngx_http_kafka_stream_key_partition(src->topic,
+                                            kslcf->partitioner->place, key);
+    if (p != NGX_DECLINED) {
+        return p;
+    }
 
     if (key->len == 0) {
         return src->all->latest ? src->all->latest->partition : 0;
@@ -731,13 +742,21 @@ ngx_http_kafka_stream_replay_end(ngx_http_kafka_stream_replay_t *rp,
 {
     int64_t  last;
 
-    last = rp->topic->last[rp->partition];
+    last = (rp->partition < NGX_HTTP_KAFKA_STREAM_MAX_PARTS)
+           ? rp->topic->parts[rp->partition].last : -1;
 
     if (end <= rp->position || last >= end) {
         return NGX_OK;
     }
 
     if (last == -1) {
+        /* about to hand over: the worker reads the partition from now on */
+
+        if (rp->viewer) {
+            ngx_http_kafka_stream_need(&rp->viewer->need, rp->topic,
+                                       rp->partition, NULL, NULL);
+        }
+
         rp->end = end;
         ngx_add_timer(&rp->pace, NGX_HTTP_KAFKA_STREAM_TICK);
         return NGX_OK;
@@ -765,6 +784,7 @@ ngx_http_kafka_stream_replay_end(ngx_http_kafka_stream_replay_t *rp,
 static void
 ngx_http_kafka_stream_replay_live(ngx_http_kafka_stream_replay_t *rp)
 {
+    ngx_str_t                        key;
     ngx_uint_t                       shown;
     ngx_http_kafka_stream_group_t   *g;
     ngx_http_kafka_stream_viewer_t  *v;
@@ -784,6 +804,20 @@ ngx_http_kafka_stream_replay_live(ngx_http_kafka_stream_replay_t *rp)
     }
 
     ngx_http_kafka_stream_join(v, g);
+
+    /*
+     * From the replay's partition to what the location reads for the key
+     * (a key outlives the replay's pool in the request's); should the copy
+     * fail, the replay's partition is read still, where the key was.
+     */
+
+    key.len = rp->key.len;
+    key.data = ngx_pstrdup(v->request->pool, &rp->key);
+
+    if (key.data || key.len == 0) {
+        ngx_http_kafka_stream_need_release(&v->need);
+        ngx_http_kafka_stream_watch(v, &key);
+    }
 
     v->floor = 1;
     v->floor_partition = rp->partition;

@@ -4,7 +4,8 @@
  * zone, per source (ngx_http_kafka_stream_counters_t); the zone is sized
  * in postconfiguration, made here, and read by the location with
  * kafka_stream_status, which sums the workers and answers JSON, or
- * Prometheus text when asked for.  It reads the worker's state
+ * Prometheus text when asked for.  After the slots, each source's keys,
+ * as the workers saw them.  It reads the worker's state
  * (src/..._consumer.c) and the key groups (src/..._frame.c) and answers
  * through src/..._response.c; the content handler calls it, and
  * postconfiguration gives the zone its init.  The consumer counts in its
@@ -19,14 +20,14 @@
 #include "ngx_http_kafka_stream.h"
 
 
-#define NGX_HTTP_KAFKA_STREAM_STATUS_KEYS   256   /* bytes of a key shown */
-#define NGX_HTTP_KAFKA_STREAM_STATUS_NKEYS  64    /* keys shown */
-
-
 static ngx_buf_t *ngx_http_kafka_stream_status_json(ngx_http_request_t *r,
     ngx_http_kafka_stream_main_conf_t *kmcf);
 static ngx_buf_t *ngx_http_kafka_stream_status_prometheus(
     ngx_http_request_t *r, ngx_http_kafka_stream_main_conf_t *kmcf);
+static size_t ngx_http_kafka_stream_consuming_size(
+    ngx_http_kafka_stream_main_conf_t *kmcf, ngx_http_kafka_stream_slot_t *slot);
+static u_char *ngx_http_kafka_stream_consuming_json(u_char *p,
+    ngx_http_kafka_stream_main_conf_t *kmcf, ngx_http_kafka_stream_slot_t *slot);
 static void ngx_http_kafka_stream_sum(ngx_http_kafka_stream_main_conf_t *kmcf,
     ngx_uint_t index, ngx_http_kafka_stream_counters_t *sum);
 
@@ -141,13 +142,12 @@ ngx_http_kafka_stream_status_json(ngx_http_request_t *r,
     ngx_http_kafka_stream_main_conf_t *kmcf)
 {
     u_char                             *p;
-    size_t                              size, len;
+    size_t                              size;
     ngx_buf_t                          *b;
     ngx_uint_t                          i, j, up, first;
-    ngx_queue_t                        *q;
     ngx_slab_pool_t                    *shpool;
     ngx_http_kafka_stream_slot_t       *slot;
-    ngx_http_kafka_stream_group_t      *g;
+    ngx_http_kafka_stream_keys_t       *keys;
     ngx_http_kafka_stream_source_t    **sources, *src;
     ngx_http_kafka_stream_counters_t    sum, *c, wsum;
 
@@ -155,19 +155,22 @@ ngx_http_kafka_stream_status_json(ngx_http_request_t *r,
     sources = kmcf->sources.elts;
 
     size = sizeof("{\"version\":\"\",\"workers\":[],\"streams\":[]}\n")
-           + sizeof(NGX_HTTP_KAFKA_STREAM_VERSION)
-           + NGX_HTTP_KAFKA_STREAM_MAX_SLOTS * (128 + 6 * NGX_ATOMIC_T_LEN);
+           + sizeof(NGX_HTTP_KAFKA_STREAM_VERSION);
+
+    for (i = 0; i < NGX_HTTP_KAFKA_STREAM_MAX_SLOTS; i++) {
+        slot = ngx_http_kafka_stream_slot(kmcf, shpool->data, i);
+
+        if (slot->pid) {
+            size += 192 + 8 * NGX_ATOMIC_T_LEN
+                    + ngx_http_kafka_stream_consuming_size(kmcf, slot);
+        }
+    }
 
     for (i = 0; i < kmcf->sources.nelts; i++) {
         src = sources[i];
-        size += 256 + src->topic->name.len + 11 * NGX_ATOMIC_T_LEN;
-
-        if (ngx_http_kafka_stream_worker == NULL) {
-            continue;
-        }
-
-        size += NGX_HTTP_KAFKA_STREAM_STATUS_NKEYS
-                * (3 + 6 * NGX_HTTP_KAFKA_STREAM_STATUS_KEYS);
+        size += 256 + src->topic->name.len + 11 * NGX_ATOMIC_T_LEN
+                + NGX_HTTP_KAFKA_STREAM_KEYS_LISTED
+                  * (3 + 6 * NGX_HTTP_KAFKA_STREAM_KEY_LISTED);
     }
 
     b = ngx_create_temp_buf(r->pool, size);
@@ -202,12 +205,17 @@ ngx_http_kafka_stream_status_json(ngx_http_request_t *r,
         up = ngx_max(up, slot->brokers_up);
 
         p = ngx_sprintf(p, "%s{\"pid\":%uA,\"brokers_up\":%uA,"
-                        "\"partitions\":%uA,\"viewers\":%uA,"
+                        "\"partitions\":%uA,\"bytes_in\":%uA,"
+                        "\"viewers\":%uA,"
                         "\"frames_in\":%uA,\"skipped\":%uA,"
-                        "\"parts_sent\":%uA,\"drops\":%uA}",
+                        "\"parts_sent\":%uA,\"drops\":%uA,\"consuming\":",
                         first ? "" : ",", slot->pid, slot->brokers_up,
-                        slot->partitions, wsum.viewers, wsum.frames_in,
-                        wsum.skipped, wsum.parts_sent, wsum.drops);
+                        slot->partitions, slot->bytes_in, wsum.viewers,
+                        wsum.frames_in, wsum.skipped, wsum.parts_sent,
+                        wsum.drops);
+
+        p = ngx_http_kafka_stream_consuming_json(p, kmcf, slot);
+        *p++ = '}';
         first = 0;
     }
 
@@ -249,38 +257,25 @@ ngx_http_kafka_stream_status_json(ngx_http_request_t *r,
         p = ngx_sprintf(p, "\"broker\":\"%s\",\"keys\":[",
                         up ? "up" : "down");
 
-        if (ngx_http_kafka_stream_worker) {
-            first = 1;
-            j = 0;
+        /* keys seen in Kafka by any worker, not the ones viewers asked for */
 
-            for (q = ngx_queue_head(&src->groups);
-                 q != ngx_queue_sentinel(&src->groups)
-                 && j < NGX_HTTP_KAFKA_STREAM_STATUS_NKEYS;
-                 q = ngx_queue_next(q))
-            {
-                g = ngx_queue_data(q, ngx_http_kafka_stream_group_t, queue);
+        keys = ngx_http_kafka_stream_keys(kmcf, shpool->data, i);
 
-                /* keys seen in Kafka, not the ones viewers asked for */
+        ngx_shmtx_lock(&shpool->mutex);
 
-                if (g->latest == NULL) {
-                    continue;
-                }
+        for (j = 0; j < keys->n; j++) {
+            *p++ = j ? ',' : '"';
 
-                j++;
-
-                len = ngx_min(g->key.len, NGX_HTTP_KAFKA_STREAM_STATUS_KEYS);
-
-                *p++ = first ? '"' : ',';
-
-                if (!first) {
-                    *p++ = '"';
-                }
-
-                p += ngx_http_kafka_stream_escape_json(p, g->key.data, len);
+            if (j) {
                 *p++ = '"';
-                first = 0;
             }
+
+            p += ngx_http_kafka_stream_escape_json(p, keys->keys[j].data,
+                                                   keys->keys[j].len);
+            *p++ = '"';
         }
+
+        ngx_shmtx_unlock(&shpool->mutex);
 
         p = ngx_cpymem(p, "]}", 2);
     }
@@ -338,7 +333,15 @@ ngx_http_kafka_stream_status_prometheus(ngx_http_request_t *r,
     shpool = (ngx_slab_pool_t *) kmcf->shm_zone->shm.addr;
     sources = kmcf->sources.elts;
 
-    size = 640;
+    size = 640 + 512;
+
+    for (i = 0; i < NGX_HTTP_KAFKA_STREAM_MAX_SLOTS; i++) {
+        slot = ngx_http_kafka_stream_slot(kmcf, shpool->data, i);
+
+        if (slot->pid) {
+            size += 2 * (64 + 2 * NGX_ATOMIC_T_LEN);
+        }
+    }
 
     for (i = 0; metrics[i].name; i++) {
         size += 128 + kmcf->sources.nelts * (128 + NGX_ATOMIC_T_LEN);
@@ -403,9 +406,116 @@ ngx_http_kafka_stream_status_prometheus(ngx_http_request_t *r,
                     "# TYPE kafka_stream_brokers_up gauge\n"
                     "kafka_stream_brokers_up %ui\n", replays, up);
 
+    /* per worker: what it reads from Kafka, which follows its viewers */
+
+    for (k = 0; k < 2; k++) {
+        p = ngx_cpymem(p, k ? "# HELP kafka_stream_worker_bytes_received_total "
+                              "bytes the worker read from Kafka\n"
+                              "# TYPE kafka_stream_worker_bytes_received_total "
+                              "counter\n"
+                            : "# HELP kafka_stream_worker_partitions "
+                              "partitions the worker reads\n"
+                              "# TYPE kafka_stream_worker_partitions gauge\n",
+                       k ? sizeof("# HELP kafka_stream_worker_bytes_received_"
+                                  "total bytes the worker read from Kafka\n"
+                                  "# TYPE kafka_stream_worker_bytes_received_"
+                                  "total counter\n") - 1
+                         : sizeof("# HELP kafka_stream_worker_partitions "
+                                  "partitions the worker reads\n"
+                                  "# TYPE kafka_stream_worker_partitions "
+                                  "gauge\n") - 1);
+
+        for (i = 0; i < NGX_HTTP_KAFKA_STREAM_MAX_SLOTS; i++) {
+            slot = ngx_http_kafka_stream_slot(kmcf, shpool->data, i);
+
+            if (slot->pid == 0) {
+                continue;
+            }
+
+            p = ngx_sprintf(p, k ? "kafka_stream_worker_bytes_received_total"
+                                   "{pid=\"%uA\"} %uA\n"
+                                 : "kafka_stream_worker_partitions"
+                                   "{pid=\"%uA\"} %uA\n",
+                            slot->pid, k ? slot->bytes_in : slot->partitions);
+        }
+    }
+
     b->last = p;
 
     return b;
+}
+
+
+/* a worker's partitions being read, as JSON: {"topic":[0,5],...} */
+
+static size_t
+ngx_http_kafka_stream_consuming_size(ngx_http_kafka_stream_main_conf_t *kmcf,
+    ngx_http_kafka_stream_slot_t *slot)
+{
+    size_t                           size;
+    u_char                          *bits;
+    ngx_uint_t                       i, b;
+    ngx_http_kafka_stream_topic_t  **topics;
+
+    topics = kmcf->topics.elts;
+    size = 2;
+
+    for (i = 0; i < kmcf->topics.nelts; i++) {
+        bits = ngx_http_kafka_stream_consuming(kmcf, slot, i);
+        size += topics[i]->name.len + 6;
+
+        for (b = 0; b < NGX_HTTP_KAFKA_STREAM_MAX_PARTS / 8; b++) {
+            /* up to 8 of "1023," */
+            size += bits[b] ? 8 * 5 : 0;
+        }
+    }
+
+    return size;
+}
+
+
+static u_char *
+ngx_http_kafka_stream_consuming_json(u_char *p,
+    ngx_http_kafka_stream_main_conf_t *kmcf, ngx_http_kafka_stream_slot_t *slot)
+{
+    u_char                          *bits;
+    ngx_uint_t                       i, n, first, one;
+    ngx_http_kafka_stream_topic_t  **topics;
+
+    topics = kmcf->topics.elts;
+    first = 1;
+
+    *p++ = '{';
+
+    for (i = 0; i < kmcf->topics.nelts; i++) {
+        bits = ngx_http_kafka_stream_consuming(kmcf, slot, i);
+        one = 1;
+
+        for (n = 0; n < NGX_HTTP_KAFKA_STREAM_MAX_PARTS; n++) {
+            if (!(bits[n / 8] & (1 << (n % 8)))) {
+                continue;
+            }
+
+            if (one) {
+                /* topic names are checked: nothing to escape */
+                p = ngx_sprintf(p, "%s\"%V\":[%ui", first ? "" : ",",
+                                &topics[i]->name, n);
+                first = 0;
+                one = 0;
+
+            } else {
+                p = ngx_sprintf(p, ",%ui", n);
+            }
+        }
+
+        if (!one) {
+            *p++ = ']';
+        }
+    }
+
+    *p++ = '}';
+
+    return p;
 }
 
 
@@ -419,7 +529,8 @@ ngx_http_kafka_stream_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     kmcf = shm_zone->data;
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
 
-    size = NGX_HTTP_KAFKA_STREAM_MAX_SLOTS * kmcf->slot_size;
+    size = NGX_HTTP_KAFKA_STREAM_MAX_SLOTS * kmcf->slot_size
+           + kmcf->sources.nelts * sizeof(ngx_http_kafka_stream_keys_t);
 
     shpool->data = ngx_slab_calloc(shpool, size);
     if (shpool->data == NULL) {

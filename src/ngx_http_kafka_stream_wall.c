@@ -23,7 +23,12 @@
  * The consumer gives frames to the walls through the module's publish
  * hook, which passes them on to the viewers (src/..._live.c); the end of
  * the worker too.  A camera counts as a viewer of its key's group, so the
- * group and its latest frame stay while a wall shows it.  Beside the
+ * group and its latest frame stay while a wall shows it.  A wall needs
+ * read what its cameras show, as a viewer does (src/..._partitions.c):
+ * each key of ?keys= its partition (a need per camera), a wall of every
+ * key all partitions (one need); a partition that starts for it catches
+ * up, and the newest frame of each key found there comes to the wall at
+ * once.  Beside the
  * viewers: it uses their response header and the end of a stream, and
  * the frames and groups (src/..._frame.c) below.
  */
@@ -57,6 +62,8 @@ typedef struct {
 
     ngx_str_t                       line;      /* "X-Key: ..." CRLF */
 
+    ngx_http_kafka_stream_need_t    need;      /* its key's partition */
+
     ngx_buf_t                       bufs[4];
     ngx_chain_t                     chain[4];
 #if (NGX_HTTP_KAFKA_STREAM_IN_FILE)
@@ -81,6 +88,8 @@ struct ngx_http_kafka_stream_wall_s {
     ngx_buf_t                       buf;       /* the boundaries */
     ngx_chain_t                     out;
 
+    ngx_http_kafka_stream_need_t    need;      /* a wall of every key */
+
     unsigned                        all:1;     /* every key, in every */
     unsigned                        counted:1;
     unsigned                        listed:1;
@@ -93,6 +102,7 @@ static ngx_http_kafka_stream_wall_t *ngx_http_kafka_stream_wall(
     ngx_http_request_t *r, ngx_http_kafka_stream_loc_conf_t *kslcf);
 static ngx_int_t ngx_http_kafka_stream_wall_add(ngx_http_kafka_stream_wall_t *w,
     ngx_http_kafka_stream_group_t *g);
+static void ngx_http_kafka_stream_wall_watch(ngx_http_kafka_stream_wall_t *w);
 static void ngx_http_kafka_stream_wall_cleanup(void *data);
 static void ngx_http_kafka_stream_wall_offer(
     ngx_http_kafka_stream_camera_t *c, ngx_http_kafka_stream_frame_t *f);
@@ -153,7 +163,15 @@ ngx_http_kafka_stream_wall_start(ngx_http_request_t *r,
         {
             g = ngx_queue_data(q, ngx_http_kafka_stream_group_t, queue);
 
-            if (g->latest && ngx_http_kafka_stream_wall_add(w, g) != NGX_OK) {
+            /* a key seen since the start, even if its partition stopped */
+
+            if (!g->latest && !g->walled) {
+                continue;
+            }
+
+            g->walled = 1;
+
+            if (ngx_http_kafka_stream_wall_add(w, g) != NGX_OK) {
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
             }
         }
@@ -181,6 +199,8 @@ ngx_http_kafka_stream_wall_start(ngx_http_request_t *r,
     w->listed = 1;
 
     r->main->count++;
+
+    ngx_http_kafka_stream_wall_watch(w);
 
     /* the wall fills at once with each camera's latest frame */
 
@@ -420,6 +440,38 @@ ngx_http_kafka_stream_wall_add(ngx_http_kafka_stream_wall_t *w,
 }
 
 
+/*
+ * What the wall's cameras need read: all partitions (or the location's
+ * one) for a wall of every key, else each key's partition.  A key's
+ * bytes stay in its group while the camera holds it.
+ */
+
+static void
+ngx_http_kafka_stream_wall_watch(ngx_http_kafka_stream_wall_t *w)
+{
+    ngx_uint_t                          i;
+    ngx_http_kafka_stream_loc_conf_t   *kslcf;
+    ngx_http_kafka_stream_camera_t    **cams;
+
+    kslcf = w->conf;
+
+    if (w->all) {
+        ngx_http_kafka_stream_need(&w->need, kslcf->source->topic,
+                                   kslcf->partition, NULL, NULL);
+        return;
+    }
+
+    cams = w->cameras.elts;
+
+    for (i = 0; i < w->cameras.nelts; i++) {
+        ngx_http_kafka_stream_need(&cams[i]->need, kslcf->source->topic,
+                                   kslcf->partition,
+                                   kslcf->partitioner->place,
+                                   &cams[i]->group->key);
+    }
+}
+
+
 static void
 ngx_http_kafka_stream_wall_cleanup(void *data)
 {
@@ -436,6 +488,7 @@ ngx_http_kafka_stream_wall_cleanup(void *data)
         g = c->group;
 
         ngx_queue_remove(&c->queue);
+        ngx_http_kafka_stream_need_release(&c->need);
 
         if (--g->nviewers == 0) {
             g->source->idle_groups++;
@@ -453,6 +506,8 @@ ngx_http_kafka_stream_wall_cleanup(void *data)
         ngx_queue_remove(&w->every);
         w->all = 0;
     }
+
+    ngx_http_kafka_stream_need_release(&w->need);
 
     if (w->listed) {
         ngx_queue_remove(&w->link);
@@ -477,19 +532,22 @@ ngx_http_kafka_stream_wall_cleanup(void *data)
 
 /*
  * The consumer's publish hook: a frame for a group goes to its viewers,
- * then to the cameras of walls that show it.  A key's first frame makes
- * it a camera of every wall of every key of its source, with room left.
+ * then to the cameras of walls that show it.  A key's first frame (or the
+ * first of a catch-up, see ngx_http_kafka_stream_group_keep()) makes it a
+ * camera of every wall of every key of its source, with room left.
  */
 
 void
 ngx_http_kafka_stream_wall_publish(ngx_http_kafka_stream_group_t *g,
-    ngx_http_kafka_stream_frame_t *f, ngx_uint_t catchup)
+    ngx_http_kafka_stream_frame_t *f)
 {
     ngx_queue_t                     *q;
     ngx_http_kafka_stream_wall_t    *w;
     ngx_http_kafka_stream_camera_t  *c;
 
-    if (!g->all && g->latest == NULL) {
+    if (!g->all && !g->walled) {
+        g->walled = 1;
+
         for (q = ngx_queue_head(&g->source->walls);
              q != ngx_queue_sentinel(&g->source->walls);
              q = ngx_queue_next(q))
@@ -505,13 +563,7 @@ ngx_http_kafka_stream_wall_publish(ngx_http_kafka_stream_group_t *g,
         }
     }
 
-    ngx_http_kafka_stream_publish(g, f, catchup);
-
-    /* an older frame than the group's latest, in a catch-up: not shown */
-
-    if (g->latest != f) {
-        return;
-    }
+    ngx_http_kafka_stream_publish(g, f);
 
     for (q = ngx_queue_head(&g->walls);
          q != ngx_queue_sentinel(&g->walls);

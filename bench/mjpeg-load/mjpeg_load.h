@@ -95,6 +95,7 @@ struct ml_stream_s {
 
     int             mp_state;
     size_t          match;         /* bytes of delim matched */
+    unsigned        empty:1;       /* a part opened with no header yet */
     unsigned        tail;          /* what follows "--boundary" */
     uint64_t        parts;
     uint64_t        boundaries;    /* boundary lines seen */

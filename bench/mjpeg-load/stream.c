@@ -88,6 +88,7 @@ ml_stream_init(ml_stream_t *st)
     st->ch_size = 0;
     st->mp_state = ML_MP_START;
     st->match = 0;
+    st->empty = 0;
     st->parts = 0;
     st->boundaries = 0;
     st->body_bytes = 0;
@@ -474,6 +475,21 @@ ml_multipart_parse(ml_stream_t *st, const u_char *p, const u_char *end)
             break;
 
         case ML_MP_SCAN:
+            if (st->empty && *p != st->delim[st->match]) {
+
+                /* bytes where the delimiter of an empty part should be */
+
+                st->empty = 0;
+                st->match = 0;
+                ml_part_init(st);
+                rc = ml_part_done(st, "a part without headers");
+                if (rc != ML_AGAIN) {
+                    return rc;
+                }
+
+                break;
+            }
+
             if (st->match == 0) {
                 p = memchr(p, '\r', end - p);
                 if (p == NULL) {
@@ -495,6 +511,7 @@ ml_multipart_parse(ml_stream_t *st, const u_char *p, const u_char *end)
             if (st->match == st->delim_len) {
                 st->mp_state = ML_MP_TAIL;
                 st->tail = ML_TAIL_NONE;
+                st->empty = 0;
             }
 
             break;
@@ -508,6 +525,21 @@ ml_multipart_parse(ml_stream_t *st, const u_char *p, const u_char *end)
             break;
 
         case ML_MP_HEADERS:
+
+            /*
+             * A delimiter right after the boundary line: an empty part,
+             * as the module sends one when a stream ends (the boundary
+             * after each frame opens the next part at once).  Not a part
+             * to count; the scan takes the delimiter.
+             */
+
+            if (st->hlen == 0 && *p == '\r') {
+                st->empty = 1;
+                st->match = 0;
+                st->mp_state = ML_MP_SCAN;
+                break;
+            }
+
             rc = ml_header_collect(st, &p, end);
 
             if (rc == ML_AGAIN) {

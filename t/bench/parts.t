@@ -45,6 +45,35 @@ is((server_log($srv))[0], 'request 1 GET /stream HTTP/1.1',
 stop_server($srv);
 
 
+# the module's own end: the boundary after the last frame opens a part at
+# once, and the final boundary follows it with nothing in between (an
+# empty part): a normal end, not an invalid part; a part with no headers
+# but bytes is one
+
+$body = response_head()
+        . join('', map { part($png, type => 'image/png') } 1 .. 3)
+        . "--frame\r\n\r\n" . final_boundary();
+$srv = serve(body => $body);
+$r = run_load('--json', '-d', '20', $srv->{url});
+
+is($r->{rc}, 0, 'empty last part: exit 0') or diag($r->{err});
+is($r->{json}{frames}, 3, 'empty last part: 3 frames');
+is($r->{json}{invalid_parts}, 0, 'empty last part: not an invalid part');
+is($r->{json}{connections}{ended_by_server}, 1,
+   'empty last part: ended by the server');
+stop_server($srv);
+
+$body = response_head() . part($png, type => 'image/png')
+        . "--frame\r\n\r\nno headers\r\n" . final_boundary();
+$srv = serve(body => $body);
+$r = run_load('--json', '-v', '-d', '20', $srv->{url});
+
+is($r->{json}{frames}, 1, 'headerless part: the frame before it counted');
+is($r->{json}{invalid_parts}, 1, 'headerless part: invalid');
+like($r->{err}, qr/a part without headers/, 'headerless part: the reason');
+stop_server($srv);
+
+
 # JPEG, three viewers, the boundary quoted, and --expect-frames
 
 $body = response_head(content_type =>

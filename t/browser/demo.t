@@ -105,6 +105,9 @@ my $png_time;
         or diag join "\n", map { $_->status_line . ' '
                                  . $_->decoded_content } @then;
 
+    # the status lists the keys the workers have read; an unfiltered
+    # snapshot reads every partition, as the viewer page's first stream does
+    $demo->get('snapshot');
     my $keys = poll(20, sub {
         my $s = $demo->stream_status('dbtech') or return undef;
         return @{ $s->{keys} || [] } == 2 ? $s->{keys} : undef;

@@ -34,7 +34,10 @@ my $Back = 3 * $slow;       # seconds after "start" answers
 my @F = make_frames(400, format => 'png', size => '64x48');
 
 # no kafka_stream_option: the module's defaults must recover quickly
-my $ng = nginx_start(workers => 2, http => stream_http(<<'_EOC_'));
+# every worker reads the topic from its start, viewers or not (the
+# fleet's partitions that follow their viewers: t/fleet/)
+my $always = 'kafka_stream_always_consume on;';
+my $ng = nginx_start(workers => 2, http => stream_http(<<'_EOC_', $always));
         location /stream { kafka_stream cams; }
         location /replay { kafka_stream cams; kafka_stream_replay on; }
 _EOC_

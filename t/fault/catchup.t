@@ -29,7 +29,10 @@ my $now = int(time * 1000);
 # what "all" shows when the workers start: a frame of partition 0
 produce('catchup', $F[0], partition => 0, timestamp => $now);
 
-my $ng = nginx_start(workers => 2, http => stream_http(<<'_EOC_'));
+# every worker reads the topic from its start, viewers or not (the
+# fleet's partitions that follow their viewers: t/fleet/)
+my $always = 'kafka_stream_always_consume on;';
+my $ng = nginx_start(workers => 2, http => stream_http(<<'_EOC_', $always));
         location /all { kafka_stream catchup; }
         location /one { kafka_stream catchup; kafka_stream_partition 1; }
 _EOC_

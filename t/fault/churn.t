@@ -27,8 +27,11 @@ my @F = make_frames(50, format => 'png', size => '640x480');
 ok(!grep({ length($_) < 32 * 1024 } @F),
    'the frames are over 32 KB: a viewer can leave mid-frame');
 
+# every worker reads the topic from its start, viewers or not (the
+# fleet's partitions that follow their viewers: t/fleet/)
 my $ng = nginx_start(workers => 2,
-                     http => stream_http('location /stream { kafka_stream cams; }'));
+                     http => stream_http('location /stream { kafka_stream cams; }',
+                                         'kafka_stream_always_consume on;'));
 
 ok(until_true(20 * $slow, sub { workers_have('partitions') }),
    'the workers consume');

@@ -46,7 +46,10 @@ my @F = make_frames(400, format => 'png', size => '64x48');
 my %index;
 @index{@F} = 0 .. $#F;
 
-my $ng = nginx_start(workers => 2, http => stream_http(<<'_EOC_'));
+# every worker reads the topic from its start, viewers or not (the
+# fleet's partitions that follow their viewers: t/fleet/)
+my $always = 'kafka_stream_always_consume on;';
+my $ng = nginx_start(workers => 2, http => stream_http(<<'_EOC_', $always));
         location /stream { kafka_stream cams; kafka_stream_replay on; }
         location /snapshot { kafka_stream_snapshot cams; }
 _EOC_

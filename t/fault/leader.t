@@ -39,7 +39,10 @@ my $Back = 3 * $slow;           # seconds after the new leader is named
 my @F = make_frames(3 * $Per, format => 'png', size => '64x48');
 my $tmp = tempdir(CLEANUP => 1);
 
-my $ng = nginx_start(workers => 2, http => stream_http(<<'_EOC_'));
+# every worker reads the topic from its start, viewers or not (the
+# fleet's partitions that follow their viewers: t/fleet/)
+my $always = 'kafka_stream_always_consume on;';
+my $ng = nginx_start(workers => 2, http => stream_http(<<'_EOC_', $always));
         location /all { kafka_stream cams; }
         location /one { kafka_stream cams; kafka_stream_partition 1; }
 _EOC_

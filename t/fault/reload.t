@@ -24,8 +24,11 @@ my $slow = slow_factor();
 
 my @F = make_frames(600, format => 'png', size => '64x48');
 
+# every worker reads the topic from its start, viewers or not (the
+# fleet's partitions that follow their viewers: t/fleet/)
 my $ng = nginx_start(workers => 2,
-                     http => stream_http('location /stream { kafka_stream cams; }'));
+                     http => stream_http('location /stream { kafka_stream cams; }',
+                                         'kafka_stream_always_consume on;'));
 
 sub sent { status_sum('parts_sent') }
 

@@ -5,7 +5,8 @@
  *
  *     kafka-produce [-T] [-X prop=value]... BROKERS TOPIC PARTITION < records
  *
- * PARTITION -1 lets the partitioner choose.  Standard input is a sequence
+ * PARTITION -1 lets the partitioner choose (murmur2, as kafka-stream-producer
+ * does; -X partitioner=... for another).  Standard input is a sequence
  * of records, each made of fields with a 32-bit big-endian length in front
  * (0xffffffff stands for NULL):
  *
@@ -32,9 +33,13 @@
 #define NULL_LEN  0xffffffffu
 
 
-/* delivered at once, in order, and failing in bounded time */
+/*
+ * delivered at once, in order, and failing in bounded time; a key goes
+ * where kafka-stream-producer puts it, and nginx looks for it
+ */
 
 static const char  *defaults[][2] = {
+    { "partitioner", "murmur2" },
     { "linger.ms", "0" },
     { "max.in.flight.requests.per.connection", "1" },
     { "message.timeout.ms", "30000" },

@@ -22,9 +22,10 @@ use Reliability;
 my $slow = slow_factor();
 my @F = make_frames(3, format => 'png', size => '64x48');
 
-# one worker: kafka_stream_max_viewers counts per worker
+# one worker: kafka_stream_max_viewers counts per worker; it reads the
+# topic from its start, so that the latest frame is there for each request
 my $ng = nginx_start(workers => 1, http => stream_http(<<'_EOC_'));
-        location /stream { kafka_stream cams; }
+        location /stream { kafka_stream cams; kafka_stream_always_consume on; }
         location /cam { kafka_stream cams; kafka_stream_key $arg_id; }
         location /limited { kafka_stream cams; kafka_stream_max_viewers 5; }
 _EOC_

@@ -119,6 +119,54 @@ my @bad = (
        server { listen 127.0.0.1:1;
                 location /s { kafka_stream t; kafka_stream_snapshot t; } }',
       qr/"kafka_stream_snapshot" directive is duplicate/ ],
+
+    [ 'unknown partitioner',
+      'kafka_stream_brokers 127.0.0.1:9092;
+       server { listen 127.0.0.1:1;
+                location /s { kafka_stream t;
+                              kafka_stream_partitioner murmur3; } }',
+      qr/invalid value "murmur3" in "kafka_stream_partitioner": expected murmur2, murmur2_random, consistent, consistent_random, fnv1a, fnv1a_random, random or all/ ],
+
+    [ 'partitioner named in another case',
+      'kafka_stream_brokers 127.0.0.1:9092;
+       kafka_stream_partitioner Murmur2;',
+      qr/invalid value "Murmur2" in "kafka_stream_partitioner"/ ],
+
+    [ 'partitioner twice',
+      'kafka_stream_brokers 127.0.0.1:9092;
+       server { listen 127.0.0.1:1;
+                location /s { kafka_stream t; kafka_stream_partitioner all;
+                              kafka_stream_partitioner murmur2; } }',
+      qr/"kafka_stream_partitioner" directive is duplicate/ ],
+
+    [ 'bad linger',
+      'kafka_stream_brokers 127.0.0.1:9092; kafka_stream_linger a while;',
+      qr/invalid number of arguments in "kafka_stream_linger"/ ],
+
+    [ 'linger not a time',
+      'kafka_stream_brokers 127.0.0.1:9092; kafka_stream_linger soon;',
+      qr/"kafka_stream_linger" directive invalid value/ ],
+
+    [ 'linger in a location',
+      'kafka_stream_brokers 127.0.0.1:9092;
+       server { listen 127.0.0.1:1;
+                location /s { kafka_stream t; kafka_stream_linger 1s; } }',
+      qr/"kafka_stream_linger" directive is not allowed here/ ],
+
+    [ 'no catch-up',
+      'kafka_stream_brokers 127.0.0.1:9092; kafka_stream_catchup 0;',
+      qr/"kafka_stream_catchup" must not be zero/ ],
+
+    [ 'bad catch-up',
+      'kafka_stream_brokers 127.0.0.1:9092; kafka_stream_catchup many;',
+      qr/"kafka_stream_catchup" directive invalid number/ ],
+
+    [ 'bad always_consume',
+      'kafka_stream_brokers 127.0.0.1:9092;
+       server { listen 127.0.0.1:1;
+                location /s { kafka_stream t;
+                              kafka_stream_always_consume yes; } }',
+      qr/invalid value "yes" in "kafka_stream_always_consume"/ ],
 );
 
 for my $case (@bad) {
@@ -133,12 +181,19 @@ my ($rc, $out) = nginx_t(
     'kafka_stream_brokers 127.0.0.1:9092;
      kafka_stream_option fetch.wait.max.ms 20;
      kafka_stream_option socket.keepalive.enable true;
+     kafka_stream_linger 10s;
+     kafka_stream_catchup 64;
+     kafka_stream_partitioner fnv1a;
      server {
          listen 127.0.0.1:1;
          kafka_stream_max_frame_size 2m;
          location /stream   { kafka_stream dbtech; kafka_stream_partition all; }
          location /cam      { kafka_stream dbtech; kafka_stream_key $arg_id; }
          location /one      { kafka_stream dbtech; kafka_stream_partition 3; }
+         location /crc      { kafka_stream dbtech; kafka_stream_key $arg_id;
+                              kafka_stream_partitioner consistent_random; }
+         location /hot      { kafka_stream dbtech;
+                              kafka_stream_always_consume on; }
          location /snapshot { kafka_stream_snapshot dbtech; }
          location /wall     { kafka_stream_wall dbtech; kafka_stream_wall_keys 16; }
          location /status   { kafka_stream_status; }

@@ -116,7 +116,7 @@ GET /status
 --- response_headers
 Content-Type: application/json
 --- response_body_like eval
-qr/^\{"version":"[\d.]+","workers":\[\{"pid":\d+,"brokers_up":\d+,"partitions":\d+,"viewers":0,"frames_in":\d+,"skipped":0,"parts_sent":\d+,"drops":0\}\],"streams":\[\{"topic":"dbtech","partition":"all","viewers":0,"walls":0,"frames_in":\d+,"bytes_in":\d+,"parts_sent":0,"drops":0,"skipped":0,"last_offset":(?:\d+|null),"latest_age_ms":(?:\d+|null),"broker":"(?:up|down)","keys":\[(?:"cam\\u00221\\u000d\\u000a")?\]\},\{"topic":"empty","partition":0,.*\}\]\}\n$/s
+qr/^\{"version":"[\d.]+","workers":\[\{"pid":\d+,"brokers_up":\d+,"partitions":0,"bytes_in":0,"viewers":0,"frames_in":0,"skipped":0,"parts_sent":0,"drops":0,"consuming":\{\}\}\],"streams":\[\{"topic":"dbtech","partition":"all","viewers":0,"walls":0,"frames_in":\d+,"bytes_in":\d+,"parts_sent":0,"drops":0,"skipped":0,"last_offset":(?:\d+|null),"latest_age_ms":(?:\d+|null),"broker":"(?:up|down)","keys":\[(?:"cam\\u00221\\u000d\\u000a")?\]\},\{"topic":"empty","partition":0,.*\}\]\}\n$/s
 
 
 
@@ -131,7 +131,7 @@ GET /status?format=prometheus
 --- response_headers
 Content-Type: text/plain; version=0.0.4
 --- response_body_like eval
-qr/^# HELP kafka_stream_viewers .*\nkafka_stream_viewers\{topic="dbtech",partition="all"\} 0\n.*kafka_stream_frames_received_total\{topic="dbtech",partition="all"\} \d+\n.*kafka_stream_brokers_up \d+\n$/s
+qr/^# HELP kafka_stream_viewers .*\nkafka_stream_viewers\{topic="dbtech",partition="all"\} 0\n.*kafka_stream_frames_received_total\{topic="dbtech",partition="all"\} \d+\n.*kafka_stream_brokers_up \d+\n# HELP kafka_stream_worker_partitions .*\nkafka_stream_worker_partitions\{pid="\d+"\} 0\n# HELP kafka_stream_worker_bytes_received_total .*\nkafka_stream_worker_bytes_received_total\{pid="\d+"\} 0\n$/s
 
 
 

@@ -212,7 +212,9 @@ client prematurely closed connection
     location /status { kafka_stream_status; }
 --- init
 broker_control('pause 1');
-main::after_log(qr/kafka stream: consuming "reload"/, sub {
+# (a worker reads a partition only for its viewers: the replay's lookup
+# comes first, so the worker's start is the sign)
+main::after_log(qr/start worker process/, sub {
     main::status_until(sub { main::replays() > 0 }) or die "no replay\n";
     open my $in, '<', "$Test::Nginx::Util::ServRoot/logs/nginx.pid" or die;
     kill 'HUP', scalar <$in>;

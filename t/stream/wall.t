@@ -168,8 +168,10 @@ sub slow_wall {
         sysread($s, $raw, 65536, length $raw) or die "closed\n";
     }
 
+    # the worker of the wall reads the keys' partition (the other need not)
     wait_ready(2);
-    my %before = map { $_->{pid} => $_->{frames_in} } @{status_json()->{workers}};
+    my %before = messages_per_worker('dbtech');
+    die "no worker reads dbtech for the wall\n" if !%before;
 
     produce_batch('dbtech', [(map { [$B[$_], key => 'busy'] } 0 .. 19),
                              [$B[40], key => 'quiet'],
@@ -179,10 +181,8 @@ sub slow_wall {
     my $deadline = time + 30;
     for (;;) {
         my $st = status_json();
-        my @w = @{$st->{workers} || []};
-        last if @w
-                && !grep({ $_->{frames_in} < ($before{$_->{pid}} // 0) + 41 }
-                         @w)
+        my %now = messages_per_worker('dbtech');
+        last if !grep({ ($now{$_} // 0) < $before{$_} + 41 } keys %before)
                 && $st->{streams}[0]{drops} > 0;
         die "the frames never arrived, or nothing was dropped\n"
             if time > $deadline;

@@ -5,12 +5,17 @@ package KafkaStream::Viewers;
 #   status_json()                       the module's /status, decoded
 #   watched()                           viewers and walls connected, over
 #                                       all workers
-#   consuming()                         partitions the laziest worker reads
-#   wait_ready($workers)                waits until that many workers have
-#                                       each taken a message from Kafka
+#   consuming()                         partitions the busiest worker reads
+#   messages_per_worker($topic)         messages taken, by pid, of the
+#                                       workers that read $topic now
+#   wait_ready($workers)                waits until that many workers run
+#                                       and each that reads a partition has
+#                                       taken a message from Kafka (a worker
+#                                       reads only what its viewers need)
 #   produce_seen($workers, $topic, $bytes, %opts)
 #                                       once they are ready, produces and
-#                                       waits until every worker has it
+#                                       waits until every worker that reads
+#                                       the topic has it
 #   produce_when_watched($n, $topic, \@payloads, interval => 0, %opts)
 #                                       a child that waits until nginx has
 #                                       $n viewers, then produces; so no
@@ -61,7 +66,7 @@ our @EXPORT = qw(status_json watched wait_ready produce_seen
                  produce_when_watched start_viewer
                  finish_viewer timed_parts frame_indexes squeeze
                  frames_check status_until replays after_log
-                 old_worker_exited);
+                 old_worker_exited messages_per_worker);
 
 our $Boundary = 'kafka-stream-frame';
 
@@ -118,19 +123,24 @@ sub watched {
 }
 
 
-# the fewest partitions any worker consumes
+# the most partitions a worker reads (the one with the viewers)
 sub consuming {
     my $status = status_json() or return 0;
     my @n = map { $_->{partitions} } @{$status->{workers}};
-    return @n ? (sort { $a <=> $b } @n)[0] : 0;
+    return @n ? (sort { $b <=> $a } @n)[0] : 0;
 }
 
 
-# messages each worker took from Kafka (frames and skipped), by pid
+# messages each worker took from Kafka (frames and skipped), by pid: of
+# the workers that read $topic now, or without it, that read anything (a
+# worker reads a partition only while a viewer needs it)
 sub messages_per_worker {
+    my ($topic) = @_;
     my $status = status_json() or return ();
     return map { ($_->{pid} => $_->{frames_in} + $_->{skipped}) }
-               @{$status->{workers}};
+           grep { defined $topic ? exists $_->{consuming}{$topic}
+                                 : $_->{partitions} }
+           @{$status->{workers}};
 }
 
 
@@ -140,27 +150,31 @@ sub wait_ready {
     my $deadline = time + 30;
 
     for (;;) {
+        my $status = status_json();
         my %n = messages_per_worker();
-        return if keys %n >= $workers && !grep { $_ == 0 } values %n;
+        return if $status && @{$status->{workers}} >= $workers
+                  && !grep { $_ == 0 } values %n;
         die "the workers never took a message\n" if time > $deadline;
         sleep 0.02;
     }
 }
 
 
+# a worker that starts reading a partition later finds what was produced
+# before (it starts a few messages back): only those reading it now wait
 sub produce_seen {
     my ($workers, $topic, $payload, %opts) = @_;
 
     wait_ready($workers);
 
-    my %before = messages_per_worker();
+    my %before = messages_per_worker($topic);
     my $deadline = time + 30;
 
     send_payload($topic, $payload, %opts);
 
     for (;;) {
-        my %now = messages_per_worker();
-        return if !grep { $now{$_} <= ($before{$_} // 0) } keys %now;
+        my %now = messages_per_worker($topic);
+        return if !grep { $now{$_} <= ($before{$_} // 0) } keys %before;
         die "the workers never got the frame\n" if time > $deadline;
         sleep 0.02;
     }
@@ -181,9 +195,10 @@ sub send_payload {
 }
 
 
-# A worker that just started looks for the end of each partition first;
-# what is produced before it found it is not seen (only the last message).
-# So the first payload goes once more ahead, until every worker has it.
+# A worker that starts reading a partition looks for the end of its log
+# first, and takes the frames before it only as the latest of each key.
+# So the first payload goes once more ahead, until every worker that reads
+# the topic for the viewers has it.
 
 sub produce_when_watched {
     my ($n, $topic, $payloads, %opts) = @_;
@@ -204,17 +219,18 @@ sub produce_when_watched {
 
             my %before;
 
-            until (%before = messages_per_worker()) {
-                die "no status from nginx\n" if time > $deadline;
+            until (%before = messages_per_worker($topic)) {
+                die "no worker reads $topic for the viewers\n"
+                    if time > $deadline;
                 sleep 0.02;
             }
 
             send_payload($topic, $payloads->[0], %opts);
 
             for (;;) {
-                my %now = messages_per_worker();
-                last if %now
-                        && !grep { $now{$_} <= ($before{$_} // 0) } keys %now;
+                my %now = messages_per_worker($topic);
+                last if !grep { ($now{$_} // 0) <= $before{$_} }
+                              keys %before;
                 die "the workers never got the first frame\n"
                     if time > $deadline;
                 sleep 0.02;
@@ -326,9 +342,11 @@ sub frames_check {
         my $expected = $block->frames or return;
         my @want = split ' ', $expected;
         my @got = squeeze(frame_indexes($body, $frames));
+        my @all = @got;
 
         shift @got while @got && $got[0] != $want[0];
-        Test::More::is("@got", "@want", $block->name . " - frames in order");
+        Test::More::is("@got", "@want", $block->name . " - frames in order")
+            or Test::More::diag("all the frames received: @all");
     };
 }
 
