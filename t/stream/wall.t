@@ -326,7 +326,7 @@ GET /status
  "^keys: a key is longer than 4096 bytes\n\\z",
  "^--kafka-stream-frame\r\n"]
 --- abort
---- timeout: 1
+--- timeout: 3
 
 
 
