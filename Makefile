@@ -56,7 +56,7 @@ all: deps
 	@$(MAKE) --no-print-directory build
 
 build: $(MODULE_SO) $(PRODUCER) broker $(TEST_PRODUCE) build/mjpeg-load \
-       build/fleet-load
+       build/scale-time build/fleet-load
 
 deps:
 	@tools/install-deps
@@ -137,6 +137,16 @@ build/mjpeg-load: $(MJPEG_LOAD_SRCS) $(wildcard bench/mjpeg-load/*.h)
 	@mkdir -p build
 	$(CC) $(CFLAGS) $(SAN_FLAGS) -Wall -Wextra -o $@ $(MJPEG_LOAD_SRCS) -lm
 # --- end bench/mjpeg-load ---
+
+# --- bench/scale-time: CPU time of the module's image pipeline (bench/) ---
+IMAGE_SRCS := src/ngx_http_kafka_stream_parse.c src/ngx_http_kafka_stream_scale.c
+IMAGE_LIBS := -lturbojpeg -lpng
+
+build/scale-time: bench/scale-time/main.c $(IMAGE_SRCS) $(IMAGE_SRCS:.c=.h)
+	@mkdir -p build
+	$(CC) $(CFLAGS) $(SAN_FLAGS) $(WARN) -Isrc -o $@ $< $(IMAGE_SRCS) \
+	    $(IMAGE_LIBS)
+# --- end bench/scale-time ---
 
 # bench/fleet-load: a camera fleet from one image, for bench/run's fleet
 build/fleet-load: bench/fleet-load/main.c
@@ -232,10 +242,9 @@ FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined \
                -fno-sanitize-recover=all -Isrc
 
-build/fuzz/%: fuzz/%.c src/ngx_http_kafka_stream_parse.c \
-              src/ngx_http_kafka_stream_parse.h
+build/fuzz/%: fuzz/%.c $(IMAGE_SRCS) $(IMAGE_SRCS:.c=.h)
 	@mkdir -p build/fuzz
-	clang $(FUZZ_CFLAGS) -o $@ $< src/ngx_http_kafka_stream_parse.c
+	clang $(FUZZ_CFLAGS) -o $@ $< $(IMAGE_SRCS) $(IMAGE_LIBS)
 
 fuzzers: $(FUZZ_TARGETS)
 
@@ -270,7 +279,7 @@ SAN_NOW := $(shell mkdir -p build; \
         [ -z "$(SAN_FLAGS)" ] && touch -d @0 $(SAN_STAMP); \
     elif [ "$$(cat $(SAN_STAMP))" != "$(SAN_FLAGS)" ]; then \
         echo "$(SAN_FLAGS)" > $(SAN_STAMP); fi)
-$(PRODUCER_OBJS) $(TOPICS) build/mjpeg-load: $(SAN_STAMP)
+$(PRODUCER_OBJS) $(TOPICS) build/mjpeg-load build/scale-time: $(SAN_STAMP)
 
 ASAN_NGX := build/nginx-asan
 MODULE_SO_ASAN := $(ASAN_NGX)/$(MODULE).so

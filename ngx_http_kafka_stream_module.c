@@ -26,6 +26,12 @@
  * (looking offsets up, destroying a handle) runs in nginx's thread pool;
  * at the live end the viewer joins its live group.
  *
+ * A viewer may ask for fewer frames (?fps=) and a smaller picture
+ * (?width=, ?height=, among the location's kafka_stream_sizes): each size
+ * of a group's frames is made once per frame in the thread pool, while
+ * someone watches it, and shared by its viewers as the source's frames
+ * are.
+ *
  * Where each part lives: this file holds the directives, configuration,
  * the content handler that dispatches, init_process and the ngx_module_t;
  * the rest is in src/, ngx_http_kafka_stream_<part>.c, from the top
@@ -40,6 +46,9 @@
  *   live          viewers: fan-out, newest frame wins, idle re-send, the
  *                 end of streams; the snapshot
  *   status        the counters' shared zone, JSON and Prometheus
+ *   rendition     a group's frames at a size, made in the thread pool
+ *                 and shared; a request's ?fps=, ?width=, ?height=
+ *   rate          a viewer's ?fps=: frames spaced by Kafka time
  *   consumer      the worker's start and exit, its consumer, the wake-up
  *                 pipe, drain, the catch-up of a partition that starts,
  *                 statistics, the tick
@@ -51,12 +60,15 @@
  *   response      answers of one buffer, and the headers they share
  *   log           librdkafka's lines, the limit on warnings
  *   parse         pure functions: images, statistics, names, times
+ *   scale         pure: a PNG or JPEG to a smaller JPEG (libjpeg-turbo,
+ *                 libpng), for any thread
  *
  * ngx_http_kafka_stream.h holds the shared types and prototypes.  A lower
  * layer reaches a higher one only through a hook the higher one set: the
  * consumer calls the walls, the viewers and the replays through the hooks
  * given at init_process (ngx_http_kafka_stream_hooks below), a viewer its
- * replay through the replay_* hooks the replay sets on it.
+ * replay through the replay_* hooks the replay sets on it, a rendition its
+ * viewers through the "made" hook of whoever made the rendition.
  */
 
 
@@ -90,6 +102,19 @@ static char *ngx_http_kafka_stream_partitioner(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_kafka_stream_boundary(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_kafka_stream_sizes(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_kafka_stream_add_sizes(ngx_conf_t *cf,
+    ngx_http_kafka_stream_loc_conf_t *kslcf);
+
+
+static char *ngx_http_kafka_stream_quality(ngx_conf_t *cf, void *post,
+    void *data);
+
+
+static ngx_conf_post_t  ngx_http_kafka_stream_quality_post = {
+    ngx_http_kafka_stream_quality
+};
 
 
 static ngx_command_t  ngx_http_kafka_stream_commands[] = {
@@ -241,6 +266,20 @@ static ngx_command_t  ngx_http_kafka_stream_commands[] = {
       offsetof(ngx_http_kafka_stream_loc_conf_t, replay_max_speed),
       NULL },
 
+    { ngx_string("kafka_stream_sizes"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_kafka_stream_sizes,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kafka_stream_loc_conf_t, sizes),
+      NULL },
+
+    { ngx_string("kafka_stream_quality"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kafka_stream_loc_conf_t, quality),
+      &ngx_http_kafka_stream_quality_post },
+
       ngx_null_command
 };
 
@@ -304,6 +343,7 @@ ngx_http_kafka_stream_handler(ngx_http_request_t *r)
 {
     ngx_int_t                             rc;
     ngx_http_kafka_stream_loc_conf_t     *kslcf;
+    ngx_http_kafka_stream_view_args_t     va;
 #if (NGX_THREADS)
     ngx_http_kafka_stream_replay_args_t   ra;
 #endif
@@ -340,8 +380,20 @@ ngx_http_kafka_stream_handler(ngx_http_request_t *r)
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
 
+    /* ?fps=, ?width=, ?height=: live, replay, snapshot and wall alike */
+
+    rc = ngx_http_kafka_stream_view_args(r, kslcf, &va);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return ngx_http_kafka_stream_refuse(r, rc, &va.reason);
+    }
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
     if (kslcf->type == NGX_HTTP_KAFKA_STREAM_WALL) {
-        return ngx_http_kafka_stream_wall_start(r, kslcf);
+        return ngx_http_kafka_stream_wall_start(r, kslcf, &va);
     }
 
 #if (NGX_THREADS)
@@ -350,7 +402,7 @@ ngx_http_kafka_stream_handler(ngx_http_request_t *r)
         rc = ngx_http_kafka_stream_replay_args(r, kslcf, &ra);
 
         if (rc == NGX_OK) {
-            return ngx_http_kafka_stream_replay_start(r, kslcf, &ra);
+            return ngx_http_kafka_stream_replay_start(r, kslcf, &ra, &va);
         }
 
         if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
@@ -366,7 +418,7 @@ ngx_http_kafka_stream_handler(ngx_http_request_t *r)
 
 #endif
 
-    return ngx_http_kafka_stream_start(r, kslcf);
+    return ngx_http_kafka_stream_start(r, kslcf, &va);
 }
 
 
@@ -482,6 +534,8 @@ ngx_http_kafka_stream_create_loc_conf(ngx_conf_t *cf)
     kslcf->replay = NGX_CONF_UNSET;
     kslcf->replay_max_speed = NGX_CONF_UNSET_UINT;
     kslcf->wall_keys = NGX_CONF_UNSET_UINT;
+    kslcf->sizes = NGX_CONF_UNSET_PTR;
+    kslcf->quality = NGX_CONF_UNSET_UINT;
     kslcf->partitioner = NGX_CONF_UNSET_PTR;
     kslcf->always = NGX_CONF_UNSET;
 
@@ -516,6 +570,8 @@ ngx_http_kafka_stream_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_conf_merge_uint_value(conf->replay_max_speed, prev->replay_max_speed,
                               8);
     ngx_conf_merge_uint_value(conf->wall_keys, prev->wall_keys, 64);
+    ngx_conf_merge_ptr_value(conf->sizes, prev->sizes, NULL);
+    ngx_conf_merge_uint_value(conf->quality, prev->quality, 75);
     /* kafka-stream-producer's default: murmur2, Kafka's hashing of keys */
     ngx_conf_merge_ptr_value(conf->partitioner, prev->partitioner,
                              &ngx_http_kafka_stream_partitioners[0]);
@@ -560,7 +616,8 @@ ngx_http_kafka_stream_merge_loc_conf(ngx_conf_t *cf, void *parent,
 
     /*
      * What blocks in librdkafka goes there: stopping a partition nobody
-     * watches, a replay's lookups, the end of a replay's consumer.
+     * watches, a replay's lookups, the end of a replay's consumer; and
+     * making a frame at a size, milliseconds of CPU.
      */
 
     if (kmcf->thread_pool == NULL) {
@@ -572,10 +629,12 @@ ngx_http_kafka_stream_merge_loc_conf(ngx_conf_t *cf, void *parent,
 
 #else
 
-    if (conf->replay) {
+    if (conf->replay || conf->sizes) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"kafka_stream_replay\" needs nginx built with "
-                           "threads (--with-threads)");
+                           "\"%s\" needs nginx built with threads "
+                           "(--with-threads)",
+                           conf->replay ? "kafka_stream_replay"
+                                        : "kafka_stream_sizes");
         return NGX_CONF_ERROR;
     }
 
@@ -604,7 +663,9 @@ ngx_http_kafka_stream_merge_loc_conf(ngx_conf_t *cf, void *parent,
     p = ngx_sprintf(p, CRLF "--%V--" CRLF, &conf->boundary);
     conf->closing.len = p - conf->closing.data;
 
-    if (ngx_http_kafka_stream_add_source(cf, conf) != NGX_OK) {
+    if (ngx_http_kafka_stream_add_source(cf, conf) != NGX_OK
+        || ngx_http_kafka_stream_add_sizes(cf, conf) != NGX_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
@@ -684,6 +745,12 @@ ngx_http_kafka_stream_add_source(ngx_conf_t *cf,
     src->max_frame_size = kslcf->max_frame_size;
     src->always = kslcf->always;
 
+    if (ngx_array_init(&src->sizes, cf->pool, 4, sizeof(ngx_uint_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     sp = ngx_array_push(&kmcf->sources);
     if (sp == NULL) {
         return NGX_ERROR;
@@ -701,6 +768,8 @@ ngx_http_kafka_stream_postconfiguration(ngx_conf_t *cf)
 {
     size_t                              size;
     ngx_str_t                           name;
+    ngx_uint_t                          i;
+    ngx_http_kafka_stream_source_t    **sources;
     rd_kafka_conf_t                    *conf;
     ngx_http_kafka_stream_main_conf_t  *kmcf;
 
@@ -730,11 +799,23 @@ ngx_http_kafka_stream_postconfiguration(ngx_conf_t *cf)
         rd_kafka_conf_destroy(conf);
     }
 
-    /* a slot: counters, each source's, and the partitions being read */
+    /* each source's sizes have their counters after all the sources' */
+
+    sources = kmcf->sources.elts;
+    kmcf->nsizes = 0;
+
+    for (i = 0; i < kmcf->sources.nelts; i++) {
+        sources[i]->first_size = kmcf->nsizes;
+        kmcf->nsizes += sources[i]->sizes.nelts;
+    }
+
+    /* a slot: counters, each source's and each size's, the partitions read */
 
     kmcf->slot_size = sizeof(ngx_http_kafka_stream_slot_t)
                       + kmcf->sources.nelts
                         * sizeof(ngx_http_kafka_stream_counters_t)
+                      + kmcf->nsizes
+                        * sizeof(ngx_http_kafka_stream_size_counters_t)
                       + kmcf->topics.nelts
                         * (NGX_HTTP_KAFKA_STREAM_MAX_PARTS / 8);
 
@@ -982,4 +1063,143 @@ ngx_http_kafka_stream_boundary(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return ngx_conf_set_str_slot(cf, cmd, conf);
+}
+
+
+/*
+ * kafka_stream_sizes off | WIDTH...: the widths a location makes, kept
+ * ascending; each between 8 and the largest picture the scaler takes.
+ */
+
+static char *
+ngx_http_kafka_stream_sizes(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_kafka_stream_loc_conf_t *kslcf = conf;
+
+    ngx_int_t    n;
+    ngx_str_t   *value;
+    ngx_uint_t   i, j, *w;
+
+    if (kslcf->sizes != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "off") == 0) {
+        kslcf->sizes = NULL;
+        return NGX_CONF_OK;
+    }
+
+    if (cf->args->nelts - 1 > NGX_HTTP_KAFKA_STREAM_MAX_SIZES) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\": at most %d sizes", &cmd->name,
+                           NGX_HTTP_KAFKA_STREAM_MAX_SIZES);
+        return NGX_CONF_ERROR;
+    }
+
+    kslcf->sizes = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                    sizeof(ngx_uint_t));
+    if (kslcf->sizes == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        n = ngx_atoi(value[i].data, value[i].len);
+
+        if (n < NGX_HTTP_KAFKA_STREAM_MIN_SIZE
+            || n > NGX_HTTP_KAFKA_STREAM_SCALE_MAX_SIDE)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid value \"%V\" in \"%V\": expected "
+                               "\"off\" or widths in pixels from %d to %d",
+                               &value[i], &cmd->name,
+                               NGX_HTTP_KAFKA_STREAM_MIN_SIZE,
+                               NGX_HTTP_KAFKA_STREAM_SCALE_MAX_SIDE);
+            return NGX_CONF_ERROR;
+        }
+
+        /* in order, each once */
+
+        w = kslcf->sizes->elts;
+
+        for (j = 0; j < kslcf->sizes->nelts; j++) {
+            if (w[j] >= (ngx_uint_t) n) {
+                break;
+            }
+        }
+
+        if (j < kslcf->sizes->nelts && w[j] == (ngx_uint_t) n) {
+            continue;
+        }
+
+        if (ngx_array_push(kslcf->sizes) == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        w = kslcf->sizes->elts;
+        ngx_memmove(&w[j + 1], &w[j],
+                    (kslcf->sizes->nelts - 1 - j) * sizeof(ngx_uint_t));
+        w[j] = (ngx_uint_t) n;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* a location's sizes are its source's too, each with its counters */
+
+static ngx_int_t
+ngx_http_kafka_stream_add_sizes(ngx_conf_t *cf,
+    ngx_http_kafka_stream_loc_conf_t *kslcf)
+{
+    ngx_uint_t                       i, j, *w, *have;
+    ngx_http_kafka_stream_source_t  *src;
+
+    if (kslcf->sizes == NULL) {
+        return NGX_OK;
+    }
+
+    src = kslcf->source;
+    w = kslcf->sizes->elts;
+
+    for (i = 0; i < kslcf->sizes->nelts; i++) {
+        have = src->sizes.elts;
+
+        for (j = 0; j < src->sizes.nelts && have[j] < w[i]; j++) {
+            /* void */
+        }
+
+        if (j < src->sizes.nelts && have[j] == w[i]) {
+            continue;
+        }
+
+        /* ascending, as the status shows them */
+
+        if (ngx_array_push(&src->sizes) == NULL) {
+            return NGX_ERROR;
+        }
+
+        have = src->sizes.elts;
+        ngx_memmove(&have[j + 1], &have[j],
+                    (src->sizes.nelts - 1 - j) * sizeof(ngx_uint_t));
+        have[j] = w[i];
+    }
+
+    return NGX_OK;
+}
+
+
+/* nginx's own bounds check would not name the directive */
+
+static char *
+ngx_http_kafka_stream_quality(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_uint_t  *q = data;
+
+    if (*q < 1 || *q > 100) {
+        return "must be between 1 and 100";
+    }
+
+    return NGX_CONF_OK;
 }

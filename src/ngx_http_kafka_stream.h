@@ -24,6 +24,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "ngx_http_kafka_stream_parse.h"
+#include "ngx_http_kafka_stream_scale.h"
 
 
 #define NGX_HTTP_KAFKA_STREAM_VERSION       "0.1.0"
@@ -58,6 +59,11 @@
 #define NGX_HTTP_KAFKA_STREAM_MAX_PARTS     1024
 
 #define NGX_HTTP_KAFKA_STREAM_TICK          100
+#define NGX_HTTP_KAFKA_STREAM_SNAPSHOT_WAIT 3000
+
+/* kafka_stream_sizes: how many a location lists, the narrowest */
+#define NGX_HTTP_KAFKA_STREAM_MAX_SIZES     16
+#define NGX_HTTP_KAFKA_STREAM_MIN_SIZE      8
 
 #define NGX_HTTP_KAFKA_STREAM_REPLAY_REASON 256
 
@@ -72,6 +78,8 @@ typedef struct ngx_http_kafka_stream_source_s  ngx_http_kafka_stream_source_t;
 typedef struct ngx_http_kafka_stream_viewer_s  ngx_http_kafka_stream_viewer_t;
 typedef struct ngx_http_kafka_stream_replay_s  ngx_http_kafka_stream_replay_t;
 typedef struct ngx_http_kafka_stream_worker_s  ngx_http_kafka_stream_worker_t;
+typedef struct ngx_http_kafka_stream_rendition_s
+    ngx_http_kafka_stream_rendition_t;
 
 
 typedef struct {
@@ -94,13 +102,35 @@ typedef struct {
 } ngx_http_kafka_stream_frame_t;
 
 
+/*
+ * A viewer's ?fps= (src/..._rate.c): frames spaced by their Kafka
+ * timestamps; the newest too early is held, and let through by the timer
+ * if nothing newer comes in time.
+ */
+
+typedef void (*ngx_http_kafka_stream_rate_pt)(void *data,
+    ngx_http_kafka_stream_frame_t *f);
+
+typedef struct {
+    ngx_msec_t                      interval;  /* Kafka time; 0: no limit */
+    ngx_msec_t                      hold;      /* a held waits, wall time */
+    int64_t                         last;      /* let through, or -1 */
+    ngx_http_kafka_stream_frame_t  *held;      /* too early, the newest */
+    ngx_msec_t                      held_at;
+    ngx_event_t                     timer;
+    ngx_http_kafka_stream_rate_pt   pass;      /* a held frame goes */
+    void                           *data;
+} ngx_http_kafka_stream_rate_t;
+
+
 /* viewers that asked for one key (or for all frames: key.len == 0) */
 
 typedef struct {
     ngx_queue_t                     queue;     /* in source->groups */
-    ngx_queue_t                     viewers;
+    ngx_queue_t                     viewers;   /* of the source's size */
+    ngx_queue_t                     renditions;  /* its other sizes */
     ngx_queue_t                     walls;     /* the walls' cameras of it */
-    ngx_uint_t                      nviewers;  /* viewers and cameras */
+    ngx_uint_t                      nviewers;  /* of every size, cameras */
     ngx_http_kafka_stream_source_t *source;
     ngx_str_t                       key;
     unsigned                        all:1;
@@ -130,14 +160,30 @@ typedef struct {
 } ngx_http_kafka_stream_counters_t;
 
 
+/* and one set per size of a source (kafka_stream_sizes), after those */
+
+typedef struct {
+    ngx_atomic_t                    viewers;
+    ngx_atomic_t                    made;       /* frames made at the size */
+    ngx_atomic_t                    passed;     /* no larger: sent as is */
+    ngx_atomic_t                    skipped;    /* a newer one came first */
+    ngx_atomic_t                    failed;     /* not decoded, or no room */
+    ngx_atomic_t                    cpu_usec;   /* in the thread pool */
+    ngx_atomic_t                    bytes_made;
+} ngx_http_kafka_stream_size_counters_t;
+
+
 typedef struct {
     ngx_atomic_t                    pid;
     ngx_atomic_t                    brokers_up;
     ngx_atomic_t                    partitions;   /* being consumed */
     ngx_atomic_t                    started;
     ngx_atomic_t                    replays;      /* consumers of replays */
+    ngx_atomic_t                    renditions;   /* sizes being made */
+    ngx_atomic_t                    making;       /* their tasks running */
     ngx_atomic_t                    bytes_in;     /* read from Kafka */
     /* ngx_http_kafka_stream_counters_t  sources[nsources]; */
+    /* ngx_http_kafka_stream_size_counters_t  sizes[nsizes]; */
     /* u_char  consuming[ntopics][NGX_HTTP_KAFKA_STREAM_MAX_PARTS / 8]; */
 } ngx_http_kafka_stream_slot_t;
 
@@ -183,6 +229,16 @@ typedef struct {
 } ngx_http_kafka_stream_topic_t;
 
 
+/*
+ * The made hook: a rendition's new frame for the layer above, or NULL
+ * when the frame it was making could not be made.  It must not end a
+ * viewer there and then (offer() does not).
+ */
+
+typedef void (*ngx_http_kafka_stream_made_pt)(
+    ngx_http_kafka_stream_rendition_t *rd, ngx_http_kafka_stream_frame_t *f);
+
+
 /* a partition catching up in this drain (src/..._consumer.c) */
 
 typedef struct {
@@ -213,6 +269,8 @@ struct ngx_http_kafka_stream_source_s {
     ngx_http_kafka_stream_topic_t  *topic;
     ngx_int_t                       partition;  /* or ..._ALL */
     size_t                          max_frame_size;
+    ngx_array_t                     sizes;      /* of ngx_uint_t, any order */
+    ngx_uint_t                      first_size; /* its counters' index */
     ngx_flag_t                      always;     /* read from start to exit */
 
     /* worker state */
@@ -221,8 +279,59 @@ struct ngx_http_kafka_stream_source_s {
     ngx_uint_t                      idle_groups;
     ngx_queue_t                     walls;      /* of every key */
     ngx_http_kafka_stream_counters_t  *counters;
+    ngx_http_kafka_stream_size_counters_t  *size_counters;
     ngx_http_kafka_stream_need_t    always_need;
 };
+
+
+/*
+ * One size of a group's frames (src/..._rendition.c), made in the thread
+ * pool while someone watches it, shared by its viewers.  It lives in a
+ * pool of its own, apart from the group and the requests, because the
+ * task in a thread may outlast them.
+ */
+
+struct ngx_http_kafka_stream_rendition_s {
+    ngx_queue_t                     queue;      /* in group->renditions */
+    ngx_queue_t                     link;       /* in worker->renditions */
+    ngx_pool_t                     *pool;
+    ngx_http_kafka_stream_source_t *source;
+    ngx_http_kafka_stream_group_t  *group;      /* NULL: a replay's own */
+    ngx_uint_t                      width;
+    ngx_uint_t                      quality;
+    ngx_http_kafka_stream_size_counters_t  *counters;
+
+    ngx_queue_t                     viewers;
+    ngx_uint_t                      nviewers;  /* viewers and cameras */
+    ngx_queue_t                     walls;      /* the walls' cameras of it */
+    ngx_http_kafka_stream_made_pt   made;       /* set by the layer above */
+
+    ngx_http_kafka_stream_frame_t  *latest;     /* made, or passed on */
+    ngx_http_kafka_stream_frame_t  *making;     /* the task's source */
+    ngx_http_kafka_stream_frame_t  *pending;    /* the next to make */
+
+#if (NGX_THREADS)
+    ngx_thread_task_t              *task;
+#endif
+    /* the task's answer */
+    ngx_http_kafka_stream_scale_t   scale;
+    int                             rc;
+    uint64_t                        cpu;        /* microseconds */
+
+    unsigned                        busy:1;     /* a task is in a thread */
+    unsigned                        stale:1;    /* what it makes is old */
+    unsigned                        retired:1;  /* no viewers any more */
+};
+
+
+/* a request's ?fps=, ?width=, ?height= */
+
+typedef struct {
+    ngx_msec_t                      interval;  /* 1/fps, ms; 0: every one */
+    int64_t                         width;     /* 0: not asked */
+    int64_t                         height;
+    ngx_str_t                       reason;    /* why they are refused */
+} ngx_http_kafka_stream_view_args_t;
 
 
 typedef struct {
@@ -232,6 +341,7 @@ typedef struct {
     ngx_array_t                     sources;    /* of *source_t */
     size_t                          max_frame_size;
     size_t                          slot_size;
+    ngx_uint_t                      nsizes;    /* of all sources */
     ngx_uint_t                      status;    /* a status location exists */
     ngx_uint_t                      replay_max;
     ngx_msec_t                      linger;
@@ -257,6 +367,8 @@ typedef struct {
     ngx_flag_t                      replay;
     ngx_uint_t                      replay_max_speed;
     ngx_uint_t                      wall_keys;  /* cameras of a wall */
+    ngx_array_t                    *sizes;      /* of ngx_uint_t, ascending */
+    ngx_uint_t                      quality;
     ngx_http_kafka_stream_partitioner_t  *partitioner;
     ngx_flag_t                      always;
 
@@ -276,7 +388,12 @@ struct ngx_http_kafka_stream_viewer_s {
     ngx_http_kafka_stream_loc_conf_t  *conf;
     ngx_http_kafka_stream_group_t  *group;
     ngx_http_kafka_stream_replay_t *replay;     /* while replaying */
-    ngx_queue_t                     queue;      /* in group->viewers */
+    ngx_http_kafka_stream_rendition_t  *rendition;  /* of "width" */
+    ngx_uint_t                      width;      /* 0: the source's size */
+    int64_t                         ask_width;  /* ?width=, ?height= */
+    int64_t                         ask_height;
+    ngx_queue_t                     queue;      /* in its group's or its
+                                                   rendition's viewers */
     ngx_queue_t                     link;       /* in worker->viewers */
 
     ngx_http_kafka_stream_frame_t  *sending;    /* on the wire */
@@ -298,6 +415,7 @@ struct ngx_http_kafka_stream_viewer_s {
 
     ngx_event_t                     send;       /* posted on a new frame */
     ngx_event_t                     resend;     /* idle re-send timer */
+    ngx_http_kafka_stream_rate_t    rate;       /* ?fps= */
 
     ngx_buf_t                       bufs[3];
     ngx_chain_t                     chain[3];
@@ -316,6 +434,7 @@ struct ngx_http_kafka_stream_viewer_s {
     unsigned                        pending:1;  /* no response header yet */
     unsigned                        finish:1;   /* end once all is sent */
     unsigned                        floor:1;
+    unsigned                        undecided:1;  /* its size: at a frame */
 };
 
 
@@ -356,6 +475,7 @@ struct ngx_http_kafka_stream_replay_s {
     ngx_thread_task_t              *task;
 #endif
     ngx_event_t                     pace;       /* the next frame is due */
+    ngx_http_kafka_stream_rate_t    rate;       /* ?fps=, at the speed */
 
     ngx_http_kafka_stream_frame_t  *next;       /* read, not yet due */
     ngx_http_kafka_stream_frame_t  *shown;      /* for the idle re-send */
@@ -382,6 +502,7 @@ struct ngx_http_kafka_stream_replay_s {
     unsigned                        busy:1;     /* a task is in a thread */
     unsigned                        started:1;  /* consuming */
     unsigned                        snapshot:1;
+    unsigned                        ending:1;   /* ?until=, once made */
 };
 
 
@@ -423,6 +544,8 @@ struct ngx_http_kafka_stream_worker_s {
     ngx_queue_t                     walls;      /* all, for shutdown */
     ngx_queue_t                     replays;    /* all with a consumer */
     ngx_uint_t                      nreplays;
+    ngx_queue_t                     renditions; /* all, retired included */
+    ngx_uint_t                      nrenditions;
     ngx_uint_t                      brokers_up;
     ngx_uint_t                      exiting;    /* in exit_process */
     const ngx_http_kafka_stream_hooks_t  *hooks;  /* the layers above */
@@ -481,6 +604,18 @@ ngx_http_kafka_stream_counters(ngx_http_kafka_stream_slot_t *slot,
 }
 
 
+/* a source's size counters, after the sources' counters */
+
+static ngx_inline ngx_http_kafka_stream_size_counters_t *
+ngx_http_kafka_stream_size_counters(ngx_http_kafka_stream_main_conf_t *kmcf,
+    ngx_http_kafka_stream_slot_t *slot, ngx_uint_t index)
+{
+    return (ngx_http_kafka_stream_size_counters_t *)
+               (ngx_http_kafka_stream_counters(slot, kmcf->sources.nelts))
+           + index;
+}
+
+
 /* a source's keys, after the slots */
 
 static ngx_inline ngx_http_kafka_stream_keys_t *
@@ -500,8 +635,8 @@ static ngx_inline u_char *
 ngx_http_kafka_stream_consuming(ngx_http_kafka_stream_main_conf_t *kmcf,
     ngx_http_kafka_stream_slot_t *slot, ngx_uint_t topic)
 {
-    return (u_char *) ngx_http_kafka_stream_counters(slot,
-                                                     kmcf->sources.nelts)
+    return (u_char *) ngx_http_kafka_stream_size_counters(kmcf, slot,
+                                                          kmcf->nsizes)
            + topic * (NGX_HTTP_KAFKA_STREAM_MAX_PARTS / 8);
 }
 
@@ -520,12 +655,17 @@ ngx_table_elt_t *ngx_http_kafka_stream_header(ngx_http_request_t *r,
     char *key);
 ngx_int_t ngx_http_kafka_stream_no_cache(ngx_http_request_t *r);
 ngx_int_t ngx_http_kafka_stream_respond(ngx_http_request_t *r, ngx_buf_t *b);
+ngx_int_t ngx_http_kafka_stream_arg(ngx_http_request_t *r, char *name,
+    ngx_str_t *value);
 
 
 /* src/ngx_http_kafka_stream_frame.c */
 
 ngx_http_kafka_stream_frame_t *ngx_http_kafka_stream_frame(
     rd_kafka_message_t *msg, int type);
+ngx_http_kafka_stream_frame_t *ngx_http_kafka_stream_frame_make(
+    u_char *image, size_t size, int type, int64_t timestamp,
+    int32_t partition, int64_t offset);
 void ngx_http_kafka_stream_frame_release(ngx_http_kafka_stream_frame_t *f);
 void ngx_http_kafka_stream_frame_drop(ngx_http_kafka_stream_frame_t **f);
 void ngx_http_kafka_stream_frame_cleanup(void *data);
@@ -580,16 +720,60 @@ void ngx_http_kafka_stream_pipe_close(ngx_connection_t **c, ngx_fd_t *fds);
 extern ngx_http_kafka_stream_worker_t  *ngx_http_kafka_stream_worker;
 
 
+/* src/ngx_http_kafka_stream_rate.c */
+
+void ngx_http_kafka_stream_rate_init(ngx_http_kafka_stream_rate_t *rt,
+    ngx_msec_t interval, ngx_msec_t wall, ngx_http_kafka_stream_rate_pt pass,
+    void *data, ngx_log_t *log);
+ngx_uint_t ngx_http_kafka_stream_rate_admit(ngx_http_kafka_stream_rate_t *rt,
+    ngx_http_kafka_stream_frame_t *f);
+void ngx_http_kafka_stream_rate_free(ngx_http_kafka_stream_rate_t *rt);
+
+
+/* src/ngx_http_kafka_stream_rendition.c */
+
+ngx_int_t ngx_http_kafka_stream_view_args(ngx_http_request_t *r,
+    ngx_http_kafka_stream_loc_conf_t *kslcf,
+    ngx_http_kafka_stream_view_args_t *va);
+ngx_uint_t ngx_http_kafka_stream_view_sized(
+    ngx_http_kafka_stream_loc_conf_t *kslcf,
+    ngx_http_kafka_stream_view_args_t *va);
+ngx_uint_t ngx_http_kafka_stream_size_pick(
+    ngx_http_kafka_stream_loc_conf_t *kslcf, int64_t width, int64_t height,
+    ngx_http_kafka_stream_frame_t *f);
+ngx_http_kafka_stream_rendition_t *ngx_http_kafka_stream_rendition(
+    ngx_http_kafka_stream_source_t *src, ngx_http_kafka_stream_group_t *g,
+    ngx_uint_t width, ngx_uint_t quality, ngx_http_kafka_stream_made_pt made);
+ngx_http_kafka_stream_rendition_t *ngx_http_kafka_stream_rendition_find(
+    ngx_http_kafka_stream_group_t *g, ngx_uint_t width, ngx_uint_t quality);
+void ngx_http_kafka_stream_rendition_join(
+    ngx_http_kafka_stream_rendition_t *rd);
+void ngx_http_kafka_stream_rendition_leave(
+    ngx_http_kafka_stream_rendition_t *rd);
+void ngx_http_kafka_stream_rendition_want(
+    ngx_http_kafka_stream_rendition_t *rd);
+ngx_uint_t ngx_http_kafka_stream_rendition_current(
+    ngx_http_kafka_stream_rendition_t *rd);
+void ngx_http_kafka_stream_rendition_source(
+    ngx_http_kafka_stream_rendition_t *rd, ngx_http_kafka_stream_frame_t *f);
+void ngx_http_kafka_stream_renditions_source(ngx_http_kafka_stream_group_t *g,
+    ngx_http_kafka_stream_frame_t *f);
+void ngx_http_kafka_stream_rendition_exit(ngx_http_kafka_stream_worker_t *w);
+
+
 /* src/ngx_http_kafka_stream_live.c */
 
 ngx_int_t ngx_http_kafka_stream_start(ngx_http_request_t *r,
-    ngx_http_kafka_stream_loc_conf_t *kslcf);
+    ngx_http_kafka_stream_loc_conf_t *kslcf,
+    ngx_http_kafka_stream_view_args_t *va);
 ngx_int_t ngx_http_kafka_stream_key(ngx_http_request_t *r,
     ngx_http_kafka_stream_loc_conf_t *kslcf, ngx_str_t *key);
 ngx_http_kafka_stream_viewer_t *ngx_http_kafka_stream_viewer(
     ngx_http_request_t *r, ngx_http_kafka_stream_loc_conf_t *kslcf);
-void ngx_http_kafka_stream_join(ngx_http_kafka_stream_viewer_t *v,
+ngx_int_t ngx_http_kafka_stream_join(ngx_http_kafka_stream_viewer_t *v,
     ngx_http_kafka_stream_group_t *g);
+void ngx_http_kafka_stream_viewer_rate(ngx_http_kafka_stream_viewer_t *v,
+    ngx_http_kafka_stream_view_args_t *va);
 void ngx_http_kafka_stream_watch(ngx_http_kafka_stream_viewer_t *v,
     ngx_str_t *key);
 ngx_int_t ngx_http_kafka_stream_open(ngx_http_kafka_stream_viewer_t *v);
@@ -606,6 +790,8 @@ void ngx_http_kafka_stream_end(ngx_http_request_t *r,
     ngx_http_kafka_stream_loc_conf_t *kslcf, ngx_buf_t *b, ngx_chain_t *cl);
 void ngx_http_kafka_stream_publish(ngx_http_kafka_stream_group_t *g,
     ngx_http_kafka_stream_frame_t *f);
+void ngx_http_kafka_stream_made(ngx_http_kafka_stream_rendition_t *rd,
+    ngx_http_kafka_stream_frame_t *f);
 void ngx_http_kafka_stream_offer(ngx_http_kafka_stream_viewer_t *v,
     ngx_http_kafka_stream_frame_t *f);
 void ngx_http_kafka_stream_close_viewers(ngx_http_kafka_stream_worker_t *w);
@@ -618,7 +804,8 @@ ngx_int_t ngx_http_kafka_stream_snapshot(ngx_http_request_t *r,
 /* src/ngx_http_kafka_stream_wall.c */
 
 ngx_int_t ngx_http_kafka_stream_wall_start(ngx_http_request_t *r,
-    ngx_http_kafka_stream_loc_conf_t *kslcf);
+    ngx_http_kafka_stream_loc_conf_t *kslcf,
+    ngx_http_kafka_stream_view_args_t *va);
 void ngx_http_kafka_stream_wall_publish(ngx_http_kafka_stream_group_t *g,
     ngx_http_kafka_stream_frame_t *f);
 void ngx_http_kafka_stream_wall_shutdown(ngx_http_kafka_stream_worker_t *w);
@@ -651,7 +838,8 @@ ngx_int_t ngx_http_kafka_stream_replay_args(ngx_http_request_t *r,
 
 ngx_int_t ngx_http_kafka_stream_replay_start(ngx_http_request_t *r,
     ngx_http_kafka_stream_loc_conf_t *kslcf,
-    ngx_http_kafka_stream_replay_args_t *ra);
+    ngx_http_kafka_stream_replay_args_t *ra,
+    ngx_http_kafka_stream_view_args_t *va);
 void ngx_http_kafka_stream_replay_exit(ngx_http_kafka_stream_worker_t *w,
     ngx_log_t *log);
 

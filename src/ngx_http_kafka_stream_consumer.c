@@ -132,6 +132,7 @@ ngx_http_kafka_stream_worker_init(ngx_cycle_t *cycle,
     ngx_queue_init(&w->viewers);
     ngx_queue_init(&w->walls);
     ngx_queue_init(&w->replays);
+    ngx_queue_init(&w->renditions);
 
     if (ngx_array_init(&w->catching, cycle->pool, 8,
                        sizeof(ngx_http_kafka_stream_catching_t))
@@ -149,6 +150,8 @@ ngx_http_kafka_stream_worker_init(ngx_cycle_t *cycle,
         ngx_queue_init(&src->walls);
         src->idle_groups = 0;
         src->counters = ngx_http_kafka_stream_counters(slot, i);
+        src->size_counters = ngx_http_kafka_stream_size_counters(kmcf, slot,
+                                                           src->first_size);
 
         src->all = ngx_pcalloc(cycle->pool,
                                sizeof(ngx_http_kafka_stream_group_t));
@@ -159,6 +162,7 @@ ngx_http_kafka_stream_worker_init(ngx_cycle_t *cycle,
         ngx_queue_init(&src->all->viewers);
         ngx_queue_init(&src->all->walls);
         src->all->source = src;
+        ngx_queue_init(&src->all->renditions);
         src->all->all = 1;
     }
 

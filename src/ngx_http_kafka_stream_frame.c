@@ -27,7 +27,7 @@
 #if (NGX_HTTP_KAFKA_STREAM_IN_FILE)
 
 static ngx_http_kafka_stream_frame_t *ngx_http_kafka_stream_frame_file(
-    rd_kafka_message_t *msg, u_char *header, size_t len);
+    u_char *image, size_t len, u_char *header, size_t header_len);
 static void ngx_http_kafka_stream_frame_unmap(u_char *p, size_t size,
     ngx_fd_t fd);
 
@@ -44,13 +44,9 @@ static ngx_str_t  ngx_http_kafka_stream_trailer =
 ngx_http_kafka_stream_frame_t *
 ngx_http_kafka_stream_frame(rd_kafka_message_t *msg, int type)
 {
-    u_char                         *p;
-    size_t                          len;
-    int64_t                         ts;
-    ngx_time_t                     *tp;
-    rd_kafka_timestamp_type_t       tstype;
-    ngx_http_kafka_stream_frame_t  *f;
-    u_char                          part[NGX_HTTP_KAFKA_STREAM_PART_HEADER_MAX];
+    int64_t                     ts;
+    ngx_time_t                 *tp;
+    rd_kafka_timestamp_type_t   tstype;
 
     ts = rd_kafka_message_timestamp(msg, &tstype);
 
@@ -59,18 +55,37 @@ ngx_http_kafka_stream_frame(rd_kafka_message_t *msg, int type)
         ts = (int64_t) tp->sec * 1000 + tp->msec;
     }
 
-    len = ngx_http_kafka_stream_part_header(part, type, msg->len, ts);
+    return ngx_http_kafka_stream_frame_make(msg->payload, msg->len, type, ts,
+                                            msg->partition, msg->offset);
+}
+
+
+/*
+ * A frame of these image bytes, taken from Kafka or made here (a
+ * rendition's, src/..._rendition.c): the same kind either way.
+ */
+
+ngx_http_kafka_stream_frame_t *
+ngx_http_kafka_stream_frame_make(u_char *image, size_t size, int type,
+    int64_t timestamp, int32_t partition, int64_t offset)
+{
+    u_char                         *p;
+    size_t                          len;
+    ngx_http_kafka_stream_frame_t  *f;
+    u_char                          part[NGX_HTTP_KAFKA_STREAM_PART_HEADER_MAX];
+
+    len = ngx_http_kafka_stream_part_header(part, type, size, timestamp);
 
     f = NULL;
 
 #if (NGX_HTTP_KAFKA_STREAM_IN_FILE)
-    if (msg->len >= NGX_HTTP_KAFKA_STREAM_FILE_MIN) {
-        f = ngx_http_kafka_stream_frame_file(msg, part, len);
+    if (size >= NGX_HTTP_KAFKA_STREAM_FILE_MIN) {
+        f = ngx_http_kafka_stream_frame_file(image, size, part, len);
     }
 #endif
 
     if (f == NULL) {
-        f = ngx_alloc(sizeof(ngx_http_kafka_stream_frame_t) + len + msg->len,
+        f = ngx_alloc(sizeof(ngx_http_kafka_stream_frame_t) + len + size,
                       ngx_cycle->log);
         if (f == NULL) {
             return NULL;
@@ -80,7 +95,7 @@ ngx_http_kafka_stream_frame(rd_kafka_message_t *msg, int type)
 
         f->header.data = p;
         p = ngx_cpymem(p, part, len);
-        ngx_memcpy(p, msg->payload, msg->len);
+        ngx_memcpy(p, image, size);
 
 #if (NGX_HTTP_KAFKA_STREAM_IN_FILE)
         f->fd = NGX_INVALID_FILE;
@@ -88,10 +103,10 @@ ngx_http_kafka_stream_frame(rd_kafka_message_t *msg, int type)
     }
 
     f->refs = 0;
-    f->offset = msg->offset;
-    f->partition = msg->partition;
+    f->offset = offset;
+    f->partition = partition;
     f->received = ngx_current_msec;
-    f->timestamp = ts;
+    f->timestamp = timestamp;
 
     if (type == NGX_HTTP_KAFKA_STREAM_PNG) {
         ngx_str_set(&f->type, "image/png");
@@ -102,7 +117,7 @@ ngx_http_kafka_stream_frame(rd_kafka_message_t *msg, int type)
 
     f->header.len = len;
     f->image.data = f->header.data + len;
-    f->image.len = msg->len;
+    f->image.len = size;
 
     return f;
 }
@@ -120,8 +135,8 @@ ngx_http_kafka_stream_frame(rd_kafka_message_t *msg, int type)
  */
 
 static ngx_http_kafka_stream_frame_t *
-ngx_http_kafka_stream_frame_file(rd_kafka_message_t *msg, u_char *header,
-    size_t len)
+ngx_http_kafka_stream_frame_file(u_char *image, size_t len, u_char *header,
+    size_t header_len)
 {
     u_char                         *p;
     size_t                          size;
@@ -132,7 +147,7 @@ ngx_http_kafka_stream_frame_file(rd_kafka_message_t *msg, u_char *header,
     struct iovec                    iov[3];
     ngx_http_kafka_stream_frame_t  *f;
 
-    size = len + msg->len + ngx_http_kafka_stream_trailer.len;
+    size = header_len + len + ngx_http_kafka_stream_trailer.len;
 
     fd = memfd_create("kafka-stream-frame", MFD_CLOEXEC);
 
@@ -143,9 +158,9 @@ ngx_http_kafka_stream_frame_file(rd_kafka_message_t *msg, u_char *header,
     }
 
     iov[0].iov_base = header;
-    iov[0].iov_len = len;
-    iov[1].iov_base = msg->payload;
-    iov[1].iov_len = msg->len;
+    iov[0].iov_len = header_len;
+    iov[1].iov_base = image;
+    iov[1].iov_len = len;
     iov[2].iov_base = ngx_http_kafka_stream_trailer.data;
     iov[2].iov_len = ngx_http_kafka_stream_trailer.len;
 
@@ -340,6 +355,7 @@ ngx_http_kafka_stream_group(ngx_http_kafka_stream_source_t *src, u_char *key,
     ngx_queue_init(&g->viewers);
     ngx_queue_init(&g->walls);
     g->source = src;
+    ngx_queue_init(&g->renditions);
     g->nviewers = 0;
     g->all = 0;
     g->caught = 0;

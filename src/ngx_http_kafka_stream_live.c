@@ -29,11 +29,14 @@
 #include "ngx_http_kafka_stream.h"
 
 
-#define NGX_HTTP_KAFKA_STREAM_SNAPSHOT_WAIT 3000
-
-
 static void ngx_http_kafka_stream_cleanup(void *data);
 static void ngx_http_kafka_stream_unlink(ngx_http_kafka_stream_viewer_t *v);
+static void ngx_http_kafka_stream_fan_out(ngx_queue_t *viewers,
+    ngx_http_kafka_stream_frame_t *f);
+static void ngx_http_kafka_stream_rate_pass(void *data,
+    ngx_http_kafka_stream_frame_t *f);
+static ngx_uint_t ngx_http_kafka_stream_resize_viewer(
+    ngx_http_kafka_stream_viewer_t *v, ngx_http_kafka_stream_frame_t *f);
 static void ngx_http_kafka_stream_send_handler(ngx_event_t *ev);
 static void ngx_http_kafka_stream_resend_handler(ngx_event_t *ev);
 static void ngx_http_kafka_stream_writer(ngx_http_request_t *r);
@@ -46,17 +49,24 @@ static ngx_int_t ngx_http_kafka_stream_send_frame(
 static void ngx_http_kafka_stream_close(ngx_http_kafka_stream_viewer_t *v);
 
 
-/* a live stream, or a snapshot: the request's viewer joins its key's group */
+/*
+ * A live stream, or a snapshot: the request's viewer joins its key's
+ * group, or the rendition of the size it asked for (?width=, ?height=).
+ */
 
 ngx_int_t
 ngx_http_kafka_stream_start(ngx_http_request_t *r,
-    ngx_http_kafka_stream_loc_conf_t *kslcf)
+    ngx_http_kafka_stream_loc_conf_t *kslcf,
+    ngx_http_kafka_stream_view_args_t *va)
 {
-    ngx_int_t                        rc;
-    ngx_str_t                        key;
-    ngx_http_kafka_stream_group_t   *g;
-    ngx_http_kafka_stream_source_t  *src;
-    ngx_http_kafka_stream_viewer_t  *v;
+    ngx_int_t                           rc;
+    ngx_str_t                           key;
+    ngx_uint_t                          width;
+    ngx_http_kafka_stream_group_t      *g;
+    ngx_http_kafka_stream_source_t     *src;
+    ngx_http_kafka_stream_viewer_t     *v;
+    ngx_http_kafka_stream_frame_t      *f;
+    ngx_http_kafka_stream_rendition_t  *rd;
 
     src = kslcf->source;
 
@@ -70,10 +80,33 @@ ngx_http_kafka_stream_start(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /* the size asked for, by the newest frame; or by the first to come */
+
+    width = 0;
+
+    if (ngx_http_kafka_stream_view_sized(kslcf, va) && g->latest) {
+        width = ngx_http_kafka_stream_size_pick(kslcf, va->width, va->height,
+                                                g->latest);
+    }
+
     if (kslcf->type == NGX_HTTP_KAFKA_STREAM_SNAPSHOT && g->latest) {
-        rc = ngx_http_kafka_stream_snapshot(r, g->latest);
-        ngx_http_kafka_stream_group_release(src, g);
-        return rc;
+
+        /* the latest frame, if it is at hand at that size */
+
+        f = g->latest;
+
+        if (width) {
+            rd = ngx_http_kafka_stream_rendition_find(g, width,
+                                                      kslcf->quality);
+            f = (rd && ngx_http_kafka_stream_rendition_current(rd))
+                ? rd->latest : NULL;
+        }
+
+        if (f) {
+            rc = ngx_http_kafka_stream_snapshot(r, f);
+            ngx_http_kafka_stream_group_release(src, g);
+            return rc;
+        }
     }
 
     v = ngx_http_kafka_stream_viewer(r, kslcf);
@@ -82,7 +115,18 @@ ngx_http_kafka_stream_start(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_http_kafka_stream_join(v, g);
+    v->width = width;
+    v->ask_width = va->width;
+    v->ask_height = va->height;
+    v->undecided = (ngx_http_kafka_stream_view_sized(kslcf, va)
+                    && g->latest == NULL);
+
+    if (ngx_http_kafka_stream_join(v, g) != NGX_OK) {
+        ngx_http_kafka_stream_group_release(src, g);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rd = v->rendition;
 
     /* the partitions of its frames are read while it stays */
 
@@ -92,14 +136,20 @@ ngx_http_kafka_stream_start(ngx_http_request_t *r,
 
     if (kslcf->type == NGX_HTTP_KAFKA_STREAM_SNAPSHOT) {
 
-        /* no frame yet: wait for the first one, for a while */
+        /* no frame yet (at that size): wait for the first one, for a while */
 
         v->snapshot = 1;
         ngx_add_timer(&v->resend, NGX_HTTP_KAFKA_STREAM_SNAPSHOT_WAIT);
 
+        if (rd) {
+            ngx_http_kafka_stream_rendition_want(rd);
+        }
+
         r->main->count++;
         return NGX_DONE;
     }
+
+    ngx_http_kafka_stream_viewer_rate(v, va);
 
     kslcf->viewers++;
     (void) ngx_atomic_fetch_add(&src->counters->viewers, 1);
@@ -113,11 +163,19 @@ ngx_http_kafka_stream_start(ngx_http_request_t *r,
 
     r->main->count++;
 
-    if (g->latest) {
-        ngx_http_kafka_stream_offer(v, g->latest);
+    f = rd ? rd->latest : g->latest;
+
+    if (f && ngx_http_kafka_stream_rate_admit(&v->rate, f)) {
+        ngx_http_kafka_stream_offer(v, f);
 
     } else if (kslcf->idle_resend) {
         ngx_add_timer(&v->resend, kslcf->idle_resend);
+    }
+
+    /* the newest frame at this size, unless it is there or on its way */
+
+    if (rd) {
+        ngx_http_kafka_stream_rendition_want(rd);
     }
 
     return NGX_DONE;
@@ -218,20 +276,68 @@ ngx_http_kafka_stream_watch(ngx_http_kafka_stream_viewer_t *v,
 }
 
 
-/* a viewer starts receiving a group's frames */
+/*
+ * A viewer starts receiving a group's frames, at its size ("width", else
+ * the source's): NGX_ERROR when a rendition cannot be made.  A replay's
+ * viewer that comes live leaves the rendition of its own it had.
+ */
 
-void
+ngx_int_t
 ngx_http_kafka_stream_join(ngx_http_kafka_stream_viewer_t *v,
     ngx_http_kafka_stream_group_t *g)
 {
+    ngx_http_kafka_stream_rendition_t  *rd;
+
+    rd = NULL;
+
+    if (v->width) {
+        rd = ngx_http_kafka_stream_rendition(v->conf->source, g, v->width,
+                                             v->conf->quality,
+                                             ngx_http_kafka_stream_made);
+        if (rd == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (v->rendition) {
+        ngx_queue_remove(&v->queue);
+        ngx_http_kafka_stream_rendition_leave(v->rendition);
+        v->rendition = NULL;
+    }
+
     /* a keyed group with its first viewer is no longer an idle one */
 
     if (g->nviewers++ == 0 && !g->all) {
         v->conf->source->idle_groups--;
     }
 
-    ngx_queue_insert_tail(&g->viewers, &v->queue);
+    if (rd) {
+        ngx_queue_insert_tail(&rd->viewers, &v->queue);
+        ngx_http_kafka_stream_rendition_join(rd);
+        v->rendition = rd;
+
+    } else {
+        ngx_queue_insert_tail(&g->viewers, &v->queue);
+    }
+
     v->group = g;
+
+    return NGX_OK;
+}
+
+
+/*
+ * ?fps=: the viewer's frames at most that often, by Kafka time; a frame
+ * held back goes when nothing newer comes for as long (a second at least)
+ */
+
+void
+ngx_http_kafka_stream_viewer_rate(ngx_http_kafka_stream_viewer_t *v,
+    ngx_http_kafka_stream_view_args_t *va)
+{
+    ngx_http_kafka_stream_rate_init(&v->rate, va->interval, va->interval,
+                                    ngx_http_kafka_stream_rate_pass, v,
+                                    v->request->connection->log);
 }
 
 
@@ -391,6 +497,8 @@ ngx_http_kafka_stream_cleanup(void *data)
         ngx_del_timer(&v->resend);
     }
 
+    ngx_http_kafka_stream_rate_free(&v->rate);
+
     ngx_http_kafka_stream_frame_drop(&v->sending);
     ngx_http_kafka_stream_frame_drop(&v->waiting);
 
@@ -412,11 +520,24 @@ ngx_http_kafka_stream_cleanup(void *data)
 static void
 ngx_http_kafka_stream_unlink(ngx_http_kafka_stream_viewer_t *v)
 {
+    ngx_http_kafka_stream_rendition_t  *rd;
+
+    rd = v->rendition;
+
+    if (rd) {
+        ngx_queue_remove(&v->queue);
+        v->rendition = NULL;
+        ngx_http_kafka_stream_rendition_leave(rd);
+
+    } else if (v->group) {
+        ngx_queue_remove(&v->queue);
+    }
+
+    /* a replay's viewer has a group only once it came live */
+
     if (v->group == NULL) {
         return;
     }
-
-    ngx_queue_remove(&v->queue);
 
     if (--v->group->nviewers == 0 && !v->group->all) {
         v->conf->source->idle_groups++;
@@ -436,9 +557,6 @@ void
 ngx_http_kafka_stream_publish(ngx_http_kafka_stream_group_t *g,
     ngx_http_kafka_stream_frame_t *f)
 {
-    ngx_queue_t                     *q;
-    ngx_http_kafka_stream_viewer_t  *v;
-
     if (g->latest != f) {
         if (g->latest) {
             ngx_http_kafka_stream_frame_release(g->latest);
@@ -451,11 +569,50 @@ ngx_http_kafka_stream_publish(ngx_http_kafka_stream_group_t *g,
     g->updated = ngx_current_msec;
     g->caught = 0;
 
-    for (q = ngx_queue_head(&g->viewers);
-         q != ngx_queue_sentinel(&g->viewers);
-         q = ngx_queue_next(q))
+    ngx_http_kafka_stream_fan_out(&g->viewers, f);
+
+    /* the sizes someone watches make it, and come back through made() */
+
+    if (!ngx_queue_empty(&g->renditions)) {
+        ngx_http_kafka_stream_renditions_source(g, f);
+    }
+}
+
+
+/*
+ * A rendition's new frame (its "made" hook), to the viewers of that size;
+ * the walls' hook calls it too (src/..._wall.c)
+ */
+
+void
+ngx_http_kafka_stream_made(ngx_http_kafka_stream_rendition_t *rd,
+    ngx_http_kafka_stream_frame_t *f)
+{
+    if (f) {
+        ngx_http_kafka_stream_fan_out(&rd->viewers, f);
+    }
+}
+
+
+static void
+ngx_http_kafka_stream_fan_out(ngx_queue_t *viewers,
+    ngx_http_kafka_stream_frame_t *f)
+{
+    ngx_queue_t                     *q, *next;
+    ngx_http_kafka_stream_viewer_t  *v;
+
+    for (q = ngx_queue_head(viewers);
+         q != ngx_queue_sentinel(viewers);
+         q = next)
     {
+        next = ngx_queue_next(q);
         v = ngx_queue_data(q, ngx_http_kafka_stream_viewer_t, queue);
+
+        /* its size, by its first frame: a rendition's viewer gets it there */
+
+        if (v->undecided && ngx_http_kafka_stream_resize_viewer(v, f)) {
+            continue;
+        }
 
         /* a viewer that came from a replay has had this frame already */
 
@@ -467,8 +624,64 @@ ngx_http_kafka_stream_publish(ngx_http_kafka_stream_group_t *g,
             v->floor = 0;
         }
 
+        /* ?fps=: too early, held */
+
+        if (!ngx_http_kafka_stream_rate_admit(&v->rate, f)) {
+            continue;
+        }
+
         ngx_http_kafka_stream_offer(v, f);
     }
+}
+
+
+/*
+ * A viewer that asked for a size before any frame came decides it by the
+ * first: 1 when it goes to a rendition (which makes "f" next, as its
+ * group's newest), 0 when it stays with the source's frames.
+ */
+
+static ngx_uint_t
+ngx_http_kafka_stream_resize_viewer(ngx_http_kafka_stream_viewer_t *v,
+    ngx_http_kafka_stream_frame_t *f)
+{
+    ngx_http_kafka_stream_rendition_t  *rd;
+
+    v->undecided = 0;
+    v->width = ngx_http_kafka_stream_size_pick(v->conf, v->ask_width,
+                                               v->ask_height, f);
+    if (v->width == 0) {
+        return 0;
+    }
+
+    rd = ngx_http_kafka_stream_rendition(v->conf->source, v->group, v->width,
+                                         v->conf->quality,
+                                         ngx_http_kafka_stream_made);
+    if (rd == NULL) {
+        /* no memory for it: the source's frames rather than none */
+        v->width = 0;
+        return 0;
+    }
+
+    ngx_queue_remove(&v->queue);
+    ngx_queue_insert_tail(&rd->viewers, &v->queue);
+    ngx_http_kafka_stream_rendition_join(rd);
+    v->rendition = rd;
+
+    return 1;
+}
+
+
+/* a frame the rate held goes after all: nothing newer came */
+
+static void
+ngx_http_kafka_stream_rate_pass(void *data, ngx_http_kafka_stream_frame_t *f)
+{
+    ngx_http_kafka_stream_viewer_t  *v = data;
+
+    ngx_http_set_log_request(v->request->connection->log, v->request);
+
+    ngx_http_kafka_stream_offer(v, f);
 }
 
 
@@ -588,11 +801,16 @@ ngx_http_kafka_stream_resend_handler(ngx_event_t *ev)
 
     /* nothing new for a while: send the latest frame again */
 
+    if (v->rendition && v->replay == NULL) {
+        f = v->rendition->latest;
+
+    } else {
 #if (NGX_THREADS)
-    f = v->replay ? v->replay_shown(v->replay) : v->group->latest;
+        f = v->replay ? v->replay_shown(v->replay) : v->group->latest;
 #else
-    f = v->group->latest;
+        f = v->group->latest;
 #endif
+    }
 
     /*
      * Just after a replay the live consumer may not yet have what the
@@ -987,6 +1205,10 @@ ngx_http_kafka_stream_finalize_viewers(ngx_http_kafka_stream_worker_t *w)
 
         ngx_http_finalize_request(v->request, NGX_ERROR);
     }
+
+    /* what is left: renditions whose last tasks ended unseen */
+
+    ngx_http_kafka_stream_rendition_exit(w);
 }
 
 

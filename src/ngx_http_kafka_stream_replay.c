@@ -8,8 +8,10 @@
  * handle; the messages come through a pipe, as the worker's own
  * consumer's do, and each frame waits on a timer until it is due by its
  * Kafka timestamp and the speed.  The frames go to the request's viewer
- * (src/..._live.c); at the live end the viewer joins its live group, or,
- * with ?until=, its stream ends.
+ * (src/..._live.c), spaced by ?fps= (src/..._rate.c) and, with ?width=,
+ * through a rendition of the viewer's own (src/..._rendition.c); at the
+ * live end the viewer joins its live group, or, with ?until=, its stream
+ * ends.
  *
  * The top of the module's layers: it calls the viewers, the consumer's
  * pipe and properties (src/..._consumer.c), the frames and the log, and
@@ -49,6 +51,18 @@ static ngx_uint_t ngx_http_kafka_stream_replay_due(
 static void ngx_http_kafka_stream_replay_pace_handler(ngx_event_t *ev);
 static void ngx_http_kafka_stream_replay_show(
     ngx_http_kafka_stream_replay_t *rp);
+static void ngx_http_kafka_stream_replay_rate_pass(void *data,
+    ngx_http_kafka_stream_frame_t *f);
+static void ngx_http_kafka_stream_replay_present(
+    ngx_http_kafka_stream_replay_t *rp, ngx_http_kafka_stream_frame_t *f);
+static void ngx_http_kafka_stream_replay_made(
+    ngx_http_kafka_stream_rendition_t *rd, ngx_http_kafka_stream_frame_t *f);
+static void ngx_http_kafka_stream_replay_snapshot(
+    ngx_http_kafka_stream_replay_t *rp, ngx_http_kafka_stream_frame_t *f);
+static ngx_int_t ngx_http_kafka_stream_replay_rendition(
+    ngx_http_kafka_stream_viewer_t *v);
+static void ngx_http_kafka_stream_replay_size(
+    ngx_http_kafka_stream_viewer_t *v, ngx_http_kafka_stream_frame_t *f);
 static ngx_http_kafka_stream_frame_t *ngx_http_kafka_stream_replay_shown(
     ngx_http_kafka_stream_replay_t *rp);
 static ngx_int_t ngx_http_kafka_stream_replay_end(
@@ -56,6 +70,8 @@ static ngx_int_t ngx_http_kafka_stream_replay_end(
 static void ngx_http_kafka_stream_replay_live(
     ngx_http_kafka_stream_replay_t *rp);
 static void ngx_http_kafka_stream_replay_finish(
+    ngx_http_kafka_stream_replay_t *rp);
+static void ngx_http_kafka_stream_replay_finished(
     ngx_http_kafka_stream_replay_t *rp);
 static void ngx_http_kafka_stream_replay_release(
     ngx_http_kafka_stream_replay_t *rp);
@@ -71,11 +87,13 @@ static void ngx_http_kafka_stream_replay_free(
 ngx_int_t
 ngx_http_kafka_stream_replay_start(ngx_http_request_t *r,
     ngx_http_kafka_stream_loc_conf_t *kslcf,
-    ngx_http_kafka_stream_replay_args_t *ra)
+    ngx_http_kafka_stream_replay_args_t *ra,
+    ngx_http_kafka_stream_view_args_t *va)
 {
     ngx_int_t                           rc;
     ngx_str_t                           key, reason;
     ngx_pool_t                         *pool;
+    ngx_http_kafka_stream_group_t      *g;
     ngx_http_kafka_stream_viewer_t     *v;
     ngx_http_kafka_stream_replay_t     *rp;
     ngx_http_kafka_stream_worker_t     *w;
@@ -169,6 +187,45 @@ ngx_http_kafka_stream_replay_start(ngx_http_request_t *r,
     rp->pace.data = rp;
     rp->pace.log = ngx_cycle->log;
     rp->pace.cancelable = 1;
+
+    /*
+     * ?fps= counts real seconds: at twice the speed, frames twice as far
+     * apart in Kafka time.  Once live, the viewer's own rate takes over.
+     */
+
+    ngx_http_kafka_stream_rate_init(&rp->rate,
+                                    (ngx_msec_t) (va->interval * rp->speed
+                                                  / 1000),
+                                    va->interval,
+                                    ngx_http_kafka_stream_replay_rate_pass,
+                                    rp, ngx_cycle->log);
+    ngx_http_kafka_stream_viewer_rate(v, va);
+
+    /* ?width=: the replay's frames made by a rendition of its own */
+
+    g = ngx_http_kafka_stream_group(kslcf->source, rp->key.data, rp->key.len,
+                                    1);
+    if (g == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    v->ask_width = va->width;
+    v->ask_height = va->height;
+
+    if (ngx_http_kafka_stream_view_sized(kslcf, va)) {
+        if (g->latest) {
+            v->width = ngx_http_kafka_stream_size_pick(kslcf, va->width,
+                                                       va->height, g->latest);
+        } else {
+            v->undecided = 1;
+        }
+    }
+
+    ngx_http_kafka_stream_group_release(kslcf->source, g);
+
+    if (v->width && ngx_http_kafka_stream_replay_rendition(v) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     rp->task = ngx_thread_task_alloc(pool, 0);
     if (rp->task == NULL) {
@@ -428,6 +485,21 @@ ngx_http_kafka_stream_replay_looked_up(ngx_event_t *ev)
                                             ngx_http_kafka_stream_sniff(
                                                 rp->found->payload,
                                                 rp->found->len));
+        }
+
+        if (f && rp->viewer->undecided) {
+            ngx_http_kafka_stream_replay_size(rp->viewer, f);
+        }
+
+        if (f && rp->viewer->rendition) {
+
+            /* made at the size asked, then answered as a live snapshot */
+
+            f->refs++;
+            ngx_http_kafka_stream_replay_snapshot(rp, f);
+            ngx_http_kafka_stream_frame_release(f);
+            ngx_http_run_posted_requests(c);
+            return;
         }
 
         if (f) {
@@ -710,14 +782,144 @@ ngx_http_kafka_stream_replay_show(ngx_http_kafka_stream_replay_t *rp)
     f = rp->next;
     rp->next = NULL;
 
+    /* ?fps= first: a frame held back is not made at another size either */
+
+    if (ngx_http_kafka_stream_rate_admit(&rp->rate, f)) {
+        ngx_http_kafka_stream_replay_present(rp, f);
+    }
+
+    ngx_http_kafka_stream_frame_release(f);
+}
+
+
+/* a frame the rate held goes after all: nothing newer came in time */
+
+static void
+ngx_http_kafka_stream_replay_rate_pass(void *data,
+    ngx_http_kafka_stream_frame_t *f)
+{
+    ngx_http_kafka_stream_replay_t *rp = data;
+
+    if (rp->viewer) {
+        ngx_http_kafka_stream_replay_present(rp, f);
+    }
+}
+
+
+/* to the viewer, or first to its rendition, which comes back to made() */
+
+static void
+ngx_http_kafka_stream_replay_present(ngx_http_kafka_stream_replay_t *rp,
+    ngx_http_kafka_stream_frame_t *f)
+{
+    if (rp->viewer->undecided) {
+        ngx_http_kafka_stream_replay_size(rp->viewer, f);
+    }
+
+    if (rp->viewer->rendition) {
+        ngx_http_kafka_stream_rendition_source(rp->viewer->rendition, f);
+        return;
+    }
+
     ngx_http_kafka_stream_frame_drop(&rp->shown);
     rp->shown = f;
+    f->refs++;
 
     ngx_http_kafka_stream_offer(rp->viewer, f);
 }
 
 
-/* what the viewer shows again while nothing new comes */
+/*
+ * The made hook of a replay's own rendition: its one viewer gets it ("f"
+ * is NULL when the frame could not be made).
+ */
+
+static void
+ngx_http_kafka_stream_replay_made(ngx_http_kafka_stream_rendition_t *rd,
+    ngx_http_kafka_stream_frame_t *f)
+{
+    ngx_http_kafka_stream_viewer_t  *v;
+
+    v = ngx_queue_data(ngx_queue_head(&rd->viewers),
+                       ngx_http_kafka_stream_viewer_t, queue);
+
+    if (f) {
+        if (v->replay) {
+            ngx_http_kafka_stream_frame_drop(&v->replay->shown);
+            v->replay->shown = f;
+            f->refs++;
+        }
+
+        ngx_http_kafka_stream_offer(v, f);
+    }
+
+    /* ?until= came while this was being made: now the stream ends */
+
+    if (v->replay && v->replay->ending && rd->pending == NULL) {
+        v->replay->ending = 0;
+        ngx_http_kafka_stream_replay_finished(v->replay);
+    }
+}
+
+
+/* a rendition of the viewer's own, for the replay's frames at its size */
+
+static ngx_int_t
+ngx_http_kafka_stream_replay_rendition(ngx_http_kafka_stream_viewer_t *v)
+{
+    ngx_http_kafka_stream_rendition_t  *rd;
+
+    rd = ngx_http_kafka_stream_rendition(v->conf->source, NULL, v->width,
+                                         v->conf->quality,
+                                         ngx_http_kafka_stream_replay_made);
+    if (rd == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_queue_insert_tail(&rd->viewers, &v->queue);
+    ngx_http_kafka_stream_rendition_join(rd);
+    v->rendition = rd;
+
+    return NGX_OK;
+}
+
+
+/* a size asked for before the key had a frame: the first decides it */
+
+static void
+ngx_http_kafka_stream_replay_size(ngx_http_kafka_stream_viewer_t *v,
+    ngx_http_kafka_stream_frame_t *f)
+{
+    v->undecided = 0;
+    v->width = ngx_http_kafka_stream_size_pick(v->conf, v->ask_width,
+                                               v->ask_height, f);
+
+    if (v->width && ngx_http_kafka_stream_replay_rendition(v) != NGX_OK) {
+        /* no memory for it: the source's frames rather than none */
+        v->width = 0;
+    }
+}
+
+
+/*
+ * A snapshot at a time (?at=) and a size: the viewer waits, as for a live
+ * snapshot, for the first frame its rendition makes, and not for long.
+ */
+
+static void
+ngx_http_kafka_stream_replay_snapshot(ngx_http_kafka_stream_replay_t *rp,
+    ngx_http_kafka_stream_frame_t *f)
+{
+    ngx_http_kafka_stream_viewer_t  *v;
+
+    v = rp->viewer;
+    v->snapshot = 1;
+
+    ngx_add_timer(&v->resend, NGX_HTTP_KAFKA_STREAM_SNAPSHOT_WAIT);
+
+    ngx_http_kafka_stream_rendition_source(v->rendition, f);
+}
+
 
 static ngx_http_kafka_stream_frame_t *
 ngx_http_kafka_stream_replay_shown(ngx_http_kafka_stream_replay_t *rp)
@@ -803,7 +1005,16 @@ ngx_http_kafka_stream_replay_live(ngx_http_kafka_stream_replay_t *rp)
         return;
     }
 
-    ngx_http_kafka_stream_join(v, g);
+    if (ngx_http_kafka_stream_join(v, g) != NGX_OK) {
+        v->failed = 1;
+
+        if (!v->send.posted) {
+            ngx_post_event(&v->send, &ngx_posted_events);
+        }
+
+        ngx_http_kafka_stream_group_release(v->conf->source, g);
+        return;
+    }
 
     /*
      * From the replay's partition to what the location reads for the key
@@ -830,7 +1041,14 @@ ngx_http_kafka_stream_replay_live(ngx_http_kafka_stream_replay_t *rp)
 
     /* nothing to replay after all: the frame current now, as live */
 
-    if (!shown && g->latest) {
+    if (v->rendition) {
+        if (!shown && v->rendition->latest) {
+            ngx_http_kafka_stream_offer(v, v->rendition->latest);
+        }
+
+        ngx_http_kafka_stream_rendition_want(v->rendition);
+
+    } else if (!shown && g->latest) {
         ngx_http_kafka_stream_offer(v, g->latest);
     }
 }
@@ -840,6 +1058,35 @@ ngx_http_kafka_stream_replay_live(ngx_http_kafka_stream_replay_t *rp)
 
 static void
 ngx_http_kafka_stream_replay_finish(ngx_http_kafka_stream_replay_t *rp)
+{
+    ngx_http_kafka_stream_frame_t      *f;
+    ngx_http_kafka_stream_rendition_t  *rd;
+
+    /* the last frame ?fps= held back is the last one shown */
+
+    f = rp->rate.held;
+
+    if (f) {
+        rp->rate.held = NULL;
+        ngx_http_kafka_stream_replay_present(rp, f);
+        ngx_http_kafka_stream_frame_release(f);
+    }
+
+    /* and one being made at the size comes before the end */
+
+    rd = rp->viewer->rendition;
+
+    if (rd && (rd->busy || rd->pending)) {
+        rp->ending = 1;
+        return;
+    }
+
+    ngx_http_kafka_stream_replay_finished(rp);
+}
+
+
+static void
+ngx_http_kafka_stream_replay_finished(ngx_http_kafka_stream_replay_t *rp)
 {
     ngx_http_kafka_stream_viewer_t  *v;
 
@@ -928,6 +1175,7 @@ ngx_http_kafka_stream_replay_close(ngx_http_kafka_stream_replay_t *rp)
         ngx_del_timer(&rp->pace);
     }
 
+    ngx_http_kafka_stream_rate_free(&rp->rate);
     ngx_http_kafka_stream_frame_drop(&rp->next);
     ngx_http_kafka_stream_frame_drop(&rp->shown);
 

@@ -19,8 +19,6 @@
 
 static ngx_int_t ngx_http_kafka_stream_value_arg(ngx_http_request_t *r,
     char *name, int64_t now, int64_t max, int64_t *v, ngx_str_t *reason);
-static ngx_int_t ngx_http_kafka_stream_arg(ngx_http_request_t *r,
-    char *name, ngx_str_t *value);
 
 
 /* NGX_OK for a replay, NGX_DECLINED for none, or an HTTP status to refuse */
@@ -193,32 +191,5 @@ ngx_http_kafka_stream_value_arg(ngx_http_request_t *r, char *name,
     return NGX_HTTP_BAD_REQUEST;
 }
 
-
-/* a query argument, unescaped: NGX_OK, or NGX_DECLINED when it is absent */
-
-static ngx_int_t
-ngx_http_kafka_stream_arg(ngx_http_request_t *r, char *name, ngx_str_t *value)
-{
-    u_char     *dst, *src;
-    ngx_str_t   raw;
-
-    if (ngx_http_arg(r, (u_char *) name, ngx_strlen(name), &raw) != NGX_OK) {
-        return NGX_DECLINED;
-    }
-
-    dst = ngx_pnalloc(r->pool, raw.len + 1);
-    if (dst == NULL) {
-        return NGX_ERROR;
-    }
-
-    value->data = dst;
-    src = raw.data;
-
-    ngx_unescape_uri(&dst, &src, raw.len, 0);
-
-    value->len = dst - value->data;
-
-    return NGX_OK;
-}
 
 #endif /* NGX_THREADS */

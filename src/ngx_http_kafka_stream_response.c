@@ -2,7 +2,7 @@
 /*
  * Answers of one buffer, and the header lines they share: a refusal
  * with its one line of reason, "Cache-Control: no-cache, no-store", a
- * header with room for a number.  The bottom of the request side: it
+ * header with room for a number; and a query argument, unescaped.  The bottom of the request side: it
  * calls nothing else of the module; the streams and the snapshot
  * (src/..._live.c), the status (src/..._status.c), the replays and the
  * content handler answer through it.
@@ -115,4 +115,32 @@ ngx_http_kafka_stream_respond(ngx_http_request_t *r, ngx_buf_t *b)
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
+}
+
+
+/* a query argument, unescaped: NGX_OK, or NGX_DECLINED when it is absent */
+
+ngx_int_t
+ngx_http_kafka_stream_arg(ngx_http_request_t *r, char *name, ngx_str_t *value)
+{
+    u_char     *dst, *src;
+    ngx_str_t   raw;
+
+    if (ngx_http_arg(r, (u_char *) name, ngx_strlen(name), &raw) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    dst = ngx_pnalloc(r->pool, raw.len + 1);
+    if (dst == NULL) {
+        return NGX_ERROR;
+    }
+
+    value->data = dst;
+    src = raw.data;
+
+    ngx_unescape_uri(&dst, &src, raw.len, 0);
+
+    value->len = dst - value->data;
+
+    return NGX_OK;
 }

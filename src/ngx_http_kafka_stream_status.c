@@ -1,7 +1,8 @@
 
 /*
  * The status.  Every worker counts in a slot of its own in a shared
- * zone, per source (ngx_http_kafka_stream_counters_t); the zone is sized
+ * zone, per source (ngx_http_kafka_stream_counters_t) and per size of a
+ * source (ngx_http_kafka_stream_size_counters_t); the zone is sized
  * in postconfiguration, made here, and read by the location with
  * kafka_stream_status, which sums the workers and answers JSON, or
  * Prometheus text when asked for.  After the slots, each source's keys,
@@ -20,6 +21,42 @@
 #include "ngx_http_kafka_stream.h"
 
 
+typedef struct {
+    char                           *name;
+    char                           *type;
+    char                           *help;
+    size_t                          offset;
+    ngx_uint_t                      usec;   /* shown as seconds */
+} ngx_http_kafka_stream_metric_t;
+
+
+/* the counters of each size of a source, as Prometheus metrics */
+
+static ngx_http_kafka_stream_metric_t  ngx_http_kafka_stream_size_metrics[] = {
+    { "size_viewers", "gauge", "viewers of a size (kafka_stream_sizes)",
+      offsetof(ngx_http_kafka_stream_size_counters_t, viewers), 0 },
+    { "size_frames_made_total", "counter",
+      "frames made at a size in the thread pool",
+      offsetof(ngx_http_kafka_stream_size_counters_t, made), 0 },
+    { "size_frames_passed_total", "counter",
+      "frames no larger than a size, sent as they are",
+      offsetof(ngx_http_kafka_stream_size_counters_t, passed), 0 },
+    { "size_skipped_total", "counter",
+      "frames not made at a size because a newer one came first",
+      offsetof(ngx_http_kafka_stream_size_counters_t, skipped), 0 },
+    { "size_failed_total", "counter",
+      "frames that could not be made at a size",
+      offsetof(ngx_http_kafka_stream_size_counters_t, failed), 0 },
+    { "size_cpu_seconds_total", "counter",
+      "CPU time spent making frames at a size",
+      offsetof(ngx_http_kafka_stream_size_counters_t, cpu_usec), 1 },
+    { "size_bytes_made_total", "counter",
+      "bytes of the frames made at a size",
+      offsetof(ngx_http_kafka_stream_size_counters_t, bytes_made), 0 },
+    { NULL, NULL, NULL, 0, 0 }
+};
+
+
 static ngx_buf_t *ngx_http_kafka_stream_status_json(ngx_http_request_t *r,
     ngx_http_kafka_stream_main_conf_t *kmcf);
 static ngx_buf_t *ngx_http_kafka_stream_status_prometheus(
@@ -30,6 +67,15 @@ static u_char *ngx_http_kafka_stream_consuming_json(u_char *p,
     ngx_http_kafka_stream_main_conf_t *kmcf, ngx_http_kafka_stream_slot_t *slot);
 static void ngx_http_kafka_stream_sum(ngx_http_kafka_stream_main_conf_t *kmcf,
     ngx_uint_t index, ngx_http_kafka_stream_counters_t *sum);
+static void ngx_http_kafka_stream_sum_size(
+    ngx_http_kafka_stream_main_conf_t *kmcf, ngx_uint_t index,
+    ngx_http_kafka_stream_size_counters_t *sum);
+static u_char *ngx_http_kafka_stream_sizes_json(u_char *p,
+    ngx_http_kafka_stream_main_conf_t *kmcf,
+    ngx_http_kafka_stream_source_t *src);
+static u_char *ngx_http_kafka_stream_sizes_prometheus(u_char *p,
+    ngx_http_kafka_stream_main_conf_t *kmcf, ngx_str_t *partition,
+    ngx_http_kafka_stream_source_t *src, ngx_uint_t metric);
 
 
 /* status: JSON, or Prometheus text when asked for */
@@ -161,7 +207,7 @@ ngx_http_kafka_stream_status_json(ngx_http_request_t *r,
         slot = ngx_http_kafka_stream_slot(kmcf, shpool->data, i);
 
         if (slot->pid) {
-            size += 192 + 8 * NGX_ATOMIC_T_LEN
+            size += 224 + 10 * NGX_ATOMIC_T_LEN
                     + ngx_http_kafka_stream_consuming_size(kmcf, slot);
         }
     }
@@ -169,6 +215,7 @@ ngx_http_kafka_stream_status_json(ngx_http_request_t *r,
     for (i = 0; i < kmcf->sources.nelts; i++) {
         src = sources[i];
         size += 256 + src->topic->name.len + 11 * NGX_ATOMIC_T_LEN
+                + src->sizes.nelts * (128 + 8 * NGX_ATOMIC_T_LEN)
                 + NGX_HTTP_KAFKA_STREAM_KEYS_LISTED
                   * (3 + 6 * NGX_HTTP_KAFKA_STREAM_KEY_LISTED);
     }
@@ -208,11 +255,12 @@ ngx_http_kafka_stream_status_json(ngx_http_request_t *r,
                         "\"partitions\":%uA,\"bytes_in\":%uA,"
                         "\"viewers\":%uA,"
                         "\"frames_in\":%uA,\"skipped\":%uA,"
-                        "\"parts_sent\":%uA,\"drops\":%uA,\"consuming\":",
+                        "\"parts_sent\":%uA,\"drops\":%uA,"
+                        "\"renditions\":%uA,\"making\":%uA,\"consuming\":",
                         first ? "" : ",", slot->pid, slot->brokers_up,
                         slot->partitions, slot->bytes_in, wsum.viewers,
                         wsum.frames_in, wsum.skipped, wsum.parts_sent,
-                        wsum.drops);
+                        wsum.drops, slot->renditions, slot->making);
 
         p = ngx_http_kafka_stream_consuming_json(p, kmcf, slot);
         *p++ = '}';
@@ -254,8 +302,11 @@ ngx_http_kafka_stream_status_json(ngx_http_request_t *r,
                                   "\"latest_age_ms\":null,") - 1);
         }
 
-        p = ngx_sprintf(p, "\"broker\":\"%s\",\"keys\":[",
-                        up ? "up" : "down");
+        p = ngx_sprintf(p, "\"broker\":\"%s\",", up ? "up" : "down");
+
+        p = ngx_http_kafka_stream_sizes_json(p, kmcf, src);
+
+        p = ngx_cpymem(p, "\"keys\":[", sizeof("\"keys\":[") - 1);
 
         /* keys seen in Kafka by any worker, not the ones viewers asked for */
 
@@ -296,7 +347,7 @@ ngx_http_kafka_stream_status_prometheus(ngx_http_request_t *r,
     size_t                              size;
     ngx_buf_t                          *b;
     ngx_str_t                           partition;
-    ngx_uint_t                          i, k, up, replays;
+    ngx_uint_t                          i, k, up, replays, renditions;
     ngx_slab_pool_t                    *shpool;
     ngx_http_kafka_stream_slot_t       *slot;
     ngx_http_kafka_stream_source_t    **sources, *src;
@@ -347,8 +398,12 @@ ngx_http_kafka_stream_status_prometheus(ngx_http_request_t *r,
         size += 128 + kmcf->sources.nelts * (128 + NGX_ATOMIC_T_LEN);
     }
 
+    size += 8 * 256;
+
     for (i = 0; i < kmcf->sources.nelts; i++) {
-        size += 8 * sources[i]->topic->name.len;
+        size += 8 * sources[i]->topic->name.len
+                + sources[i]->sizes.nelts * 8
+                  * (160 + sources[i]->topic->name.len + NGX_ATOMIC_T_LEN);
     }
 
     b = ngx_create_temp_buf(r->pool, size);
@@ -385,8 +440,35 @@ ngx_http_kafka_stream_status_prometheus(ngx_http_request_t *r,
         }
     }
 
+    for (i = 0; kmcf->nsizes && ngx_http_kafka_stream_size_metrics[i].name;
+         i++)
+    {
+        p = ngx_sprintf(p, "# HELP kafka_stream_%s %s\n"
+                        "# TYPE kafka_stream_%s %s\n",
+                        ngx_http_kafka_stream_size_metrics[i].name,
+                        ngx_http_kafka_stream_size_metrics[i].help,
+                        ngx_http_kafka_stream_size_metrics[i].name,
+                        ngx_http_kafka_stream_size_metrics[i].type);
+
+        for (k = 0; k < kmcf->sources.nelts; k++) {
+            src = sources[k];
+
+            if (src->partition == NGX_HTTP_KAFKA_STREAM_ALL) {
+                ngx_str_set(&partition, "all");
+
+            } else {
+                partition.data = num;
+                partition.len = ngx_sprintf(num, "%i", src->partition) - num;
+            }
+
+            p = ngx_http_kafka_stream_sizes_prometheus(p, kmcf, &partition,
+                                                       src, i);
+        }
+    }
+
     up = 0;
     replays = 0;
+    renditions = 0;
 
     for (i = 0; i < NGX_HTTP_KAFKA_STREAM_MAX_SLOTS; i++) {
         slot = ngx_http_kafka_stream_slot(kmcf, shpool->data, i);
@@ -394,8 +476,14 @@ ngx_http_kafka_stream_status_prometheus(ngx_http_request_t *r,
         if (slot->pid) {
             up = ngx_max(up, slot->brokers_up);
             replays += slot->replays;
+            renditions += slot->renditions;
         }
     }
+
+    p = ngx_sprintf(p, "# HELP kafka_stream_renditions sizes being made "
+                    "for viewers (all workers)\n"
+                    "# TYPE kafka_stream_renditions gauge\n"
+                    "kafka_stream_renditions %ui\n", renditions);
 
     p = ngx_sprintf(p, "# HELP kafka_stream_replays replay consumers "
                     "(all workers)\n"
@@ -538,4 +626,104 @@ ngx_http_kafka_stream_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     }
 
     return NGX_OK;
+}
+
+
+/* the figures of one size of a source, summed over the workers */
+
+static void
+ngx_http_kafka_stream_sum_size(ngx_http_kafka_stream_main_conf_t *kmcf,
+    ngx_uint_t index, ngx_http_kafka_stream_size_counters_t *sum)
+{
+    ngx_uint_t                              i;
+    ngx_slab_pool_t                        *shpool;
+    ngx_http_kafka_stream_slot_t           *slot;
+    ngx_http_kafka_stream_size_counters_t  *c;
+
+    ngx_memzero(sum, sizeof(ngx_http_kafka_stream_size_counters_t));
+
+    shpool = (ngx_slab_pool_t *) kmcf->shm_zone->shm.addr;
+
+    for (i = 0; i < NGX_HTTP_KAFKA_STREAM_MAX_SLOTS; i++) {
+        slot = ngx_http_kafka_stream_slot(kmcf, shpool->data, i);
+
+        if (slot->pid == 0) {
+            continue;
+        }
+
+        /* each worker makes the sizes its own viewers watch */
+
+        c = ngx_http_kafka_stream_size_counters(kmcf, slot, index);
+
+        sum->viewers += c->viewers;
+        sum->made += c->made;
+        sum->passed += c->passed;
+        sum->skipped += c->skipped;
+        sum->failed += c->failed;
+        sum->cpu_usec += c->cpu_usec;
+        sum->bytes_made += c->bytes_made;
+    }
+}
+
+
+/* "sizes":[{"width":320,...},...], of a source */
+
+static u_char *
+ngx_http_kafka_stream_sizes_json(u_char *p,
+    ngx_http_kafka_stream_main_conf_t *kmcf,
+    ngx_http_kafka_stream_source_t *src)
+{
+    ngx_uint_t                             i, *sizes;
+    ngx_http_kafka_stream_size_counters_t  sum;
+
+    p = ngx_cpymem(p, "\"sizes\":[", sizeof("\"sizes\":[") - 1);
+
+    sizes = src->sizes.elts;
+
+    for (i = 0; i < src->sizes.nelts; i++) {
+        ngx_http_kafka_stream_sum_size(kmcf, src->first_size + i, &sum);
+
+        p = ngx_sprintf(p, "%s{\"width\":%ui,\"viewers\":%uA,"
+                        "\"frames_made\":%uA,\"frames_passed\":%uA,"
+                        "\"skipped\":%uA,\"failed\":%uA,"
+                        "\"cpu_ms\":%uA.%03uA,\"bytes_made\":%uA}",
+                        i ? "," : "", sizes[i], sum.viewers, sum.made,
+                        sum.passed, sum.skipped, sum.failed,
+                        sum.cpu_usec / 1000, sum.cpu_usec % 1000,
+                        sum.bytes_made);
+    }
+
+    return ngx_cpymem(p, "],", 2);
+}
+
+
+/* one metric of each size of a source, in Prometheus lines */
+
+static u_char *
+ngx_http_kafka_stream_sizes_prometheus(u_char *p,
+    ngx_http_kafka_stream_main_conf_t *kmcf, ngx_str_t *partition,
+    ngx_http_kafka_stream_source_t *src, ngx_uint_t metric)
+{
+    ngx_uint_t                             i, *sizes;
+    ngx_atomic_uint_t                      n;
+    ngx_http_kafka_stream_metric_t        *m;
+    ngx_http_kafka_stream_size_counters_t  sum;
+
+    m = &ngx_http_kafka_stream_size_metrics[metric];
+    sizes = src->sizes.elts;
+
+    for (i = 0; i < src->sizes.nelts; i++) {
+        ngx_http_kafka_stream_sum_size(kmcf, src->first_size + i, &sum);
+
+        n = *(ngx_atomic_t *) ((u_char *) &sum + m->offset);
+
+        p = ngx_sprintf(p, "kafka_stream_%s{topic=\"%V\",partition=\"%V\","
+                        "width=\"%ui\"} ", m->name, &src->topic->name,
+                        partition, sizes[i]);
+
+        p = m->usec ? ngx_sprintf(p, "%uA.%06uA\n", n / 1000000, n % 1000000)
+                    : ngx_sprintf(p, "%uA\n", n);
+    }
+
+    return p;
 }

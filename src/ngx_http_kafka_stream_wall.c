@@ -28,7 +28,15 @@
  * each key of ?keys= its partition (a need per camera), a wall of every
  * key all partitions (one need); a partition that starts for it catches
  * up, and the newest frame of each key found there comes to the wall at
- * once.  Beside the
+ * once.
+ *
+ * ?width=, ?height= and ?fps= apply to every camera of a wall, as to a
+ * viewer (src/..._rendition.c, src/..._rate.c): a camera takes its key's
+ * rendition of the size picked by its first frame, shared with the
+ * viewers and the other walls' cameras of that key and size (the
+ * renditions' "made" hook is the walls' then, which hands the frame to
+ * the viewers, then to the cameras), and each camera has a rate of its
+ * own.  Beside the
  * viewers: it uses their response header and the end of a stream, and
  * the frames and groups (src/..._frame.c) below.
  */
@@ -60,6 +68,11 @@ typedef struct {
     ngx_http_kafka_stream_frame_t  *sending;   /* on the wire */
     ngx_msec_t                      sent;      /* its last part, then */
 
+    ngx_http_kafka_stream_rendition_t  *rendition;  /* of its size */
+    ngx_queue_t                     sized;     /* in rendition->walls */
+    ngx_http_kafka_stream_rate_t    rate;      /* ?fps= */
+    unsigned                        undecided:1;  /* its size: at a frame */
+
     ngx_str_t                       line;      /* "X-Key: ..." CRLF */
 
     ngx_http_kafka_stream_need_t    need;      /* its key's partition */
@@ -90,6 +103,8 @@ struct ngx_http_kafka_stream_wall_s {
 
     ngx_http_kafka_stream_need_t    need;      /* a wall of every key */
 
+    ngx_http_kafka_stream_view_args_t  view;   /* ?fps=, ?width=, ?height= */
+
     unsigned                        all:1;     /* every key, in every */
     unsigned                        counted:1;
     unsigned                        listed:1;
@@ -99,13 +114,24 @@ struct ngx_http_kafka_stream_wall_s {
 static ngx_int_t ngx_http_kafka_stream_wall_keys(ngx_http_request_t *r,
     ngx_http_kafka_stream_wall_t *w, ngx_str_t *reason);
 static ngx_http_kafka_stream_wall_t *ngx_http_kafka_stream_wall(
-    ngx_http_request_t *r, ngx_http_kafka_stream_loc_conf_t *kslcf);
+    ngx_http_request_t *r, ngx_http_kafka_stream_loc_conf_t *kslcf,
+    ngx_http_kafka_stream_view_args_t *va);
 static ngx_int_t ngx_http_kafka_stream_wall_add(ngx_http_kafka_stream_wall_t *w,
     ngx_http_kafka_stream_group_t *g);
 static void ngx_http_kafka_stream_wall_watch(ngx_http_kafka_stream_wall_t *w);
 static void ngx_http_kafka_stream_wall_cleanup(void *data);
+static ngx_uint_t ngx_http_kafka_stream_wall_resize(
+    ngx_http_kafka_stream_camera_t *c, ngx_http_kafka_stream_frame_t *f);
+static void ngx_http_kafka_stream_wall_made(
+    ngx_http_kafka_stream_rendition_t *rd, ngx_http_kafka_stream_frame_t *f);
+static void ngx_http_kafka_stream_wall_rate_pass(void *data,
+    ngx_http_kafka_stream_frame_t *f);
+static void ngx_http_kafka_stream_wall_admit(
+    ngx_http_kafka_stream_camera_t *c, ngx_http_kafka_stream_frame_t *f);
 static void ngx_http_kafka_stream_wall_offer(
     ngx_http_kafka_stream_camera_t *c, ngx_http_kafka_stream_frame_t *f);
+static ngx_http_kafka_stream_frame_t *ngx_http_kafka_stream_wall_latest(
+    ngx_http_kafka_stream_camera_t *c);
 static void ngx_http_kafka_stream_wall_send_handler(ngx_event_t *ev);
 static void ngx_http_kafka_stream_wall_resend_handler(ngx_event_t *ev);
 static void ngx_http_kafka_stream_wall_writer(ngx_http_request_t *r);
@@ -121,7 +147,8 @@ static void ngx_http_kafka_stream_wall_close(ngx_http_kafka_stream_wall_t *w);
 
 ngx_int_t
 ngx_http_kafka_stream_wall_start(ngx_http_request_t *r,
-    ngx_http_kafka_stream_loc_conf_t *kslcf)
+    ngx_http_kafka_stream_loc_conf_t *kslcf,
+    ngx_http_kafka_stream_view_args_t *va)
 {
     ngx_int_t                         rc;
     ngx_str_t                         reason;
@@ -129,12 +156,13 @@ ngx_http_kafka_stream_wall_start(ngx_http_request_t *r,
     ngx_queue_t                      *q;
     ngx_http_kafka_stream_group_t    *g;
     ngx_http_kafka_stream_source_t   *src;
-    ngx_http_kafka_stream_camera_t  **cams;
+    ngx_http_kafka_stream_frame_t    *f;
+    ngx_http_kafka_stream_camera_t  **cams, *c;
     ngx_http_kafka_stream_wall_t     *w;
 
     src = kslcf->source;
 
-    w = ngx_http_kafka_stream_wall(r, kslcf);
+    w = ngx_http_kafka_stream_wall(r, kslcf, va);
     if (w == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -202,14 +230,34 @@ ngx_http_kafka_stream_wall_start(ngx_http_request_t *r,
 
     ngx_http_kafka_stream_wall_watch(w);
 
-    /* the wall fills at once with each camera's latest frame */
+    /*
+     * The wall fills at once with each camera's latest frame, at its size
+     * if it is made already; else the rendition makes it now (want()).
+     */
 
     cams = w->cameras.elts;
 
     for (i = 0; i < w->cameras.nelts; i++) {
-        if (cams[i]->group->latest) {
-            ngx_http_kafka_stream_wall_offer(cams[i], cams[i]->group->latest);
+        c = cams[i];
+        f = c->group->latest;
+
+        if (f == NULL) {
+            continue;
         }
+
+        if (c->undecided) {
+            (void) ngx_http_kafka_stream_wall_resize(c, f);
+        }
+
+        if (c->rendition) {
+            if (!ngx_http_kafka_stream_rendition_current(c->rendition)) {
+                continue;
+            }
+
+            f = c->rendition->latest;
+        }
+
+        ngx_http_kafka_stream_wall_admit(c, f);
     }
 
     if (ngx_queue_empty(&w->ready) && kslcf->idle_resend) {
@@ -338,7 +386,8 @@ ngx_http_kafka_stream_wall_keys(ngx_http_request_t *r,
 
 static ngx_http_kafka_stream_wall_t *
 ngx_http_kafka_stream_wall(ngx_http_request_t *r,
-    ngx_http_kafka_stream_loc_conf_t *kslcf)
+    ngx_http_kafka_stream_loc_conf_t *kslcf,
+    ngx_http_kafka_stream_view_args_t *va)
 {
     ngx_pool_cleanup_t            *cln;
     ngx_http_kafka_stream_wall_t  *w;
@@ -362,6 +411,7 @@ ngx_http_kafka_stream_wall(ngx_http_request_t *r,
 
     w->request = r;
     w->conf = kslcf;
+    w->view = *va;
     ngx_queue_init(&w->ready);
     ngx_queue_init(&w->flight);
 
@@ -422,6 +472,15 @@ ngx_http_kafka_stream_wall_add(ngx_http_kafka_stream_wall_t *w,
 
     c->wall = w;
     c->group = g;
+
+    /* its size is picked by its first frame, as a viewer's is */
+
+    c->undecided = ngx_http_kafka_stream_view_sized(w->conf, &w->view);
+
+    ngx_http_kafka_stream_rate_init(&c->rate, w->view.interval,
+                                    w->view.interval,
+                                    ngx_http_kafka_stream_wall_rate_pass, c,
+                                    w->request->connection->log);
 
 #if (NGX_HTTP_KAFKA_STREAM_IN_FILE)
     ngx_str_set(&c->file.name, "kafka stream frame");
@@ -489,6 +548,13 @@ ngx_http_kafka_stream_wall_cleanup(void *data)
 
         ngx_queue_remove(&c->queue);
         ngx_http_kafka_stream_need_release(&c->need);
+        ngx_http_kafka_stream_rate_free(&c->rate);
+
+        if (c->rendition) {
+            ngx_queue_remove(&c->sized);
+            ngx_http_kafka_stream_rendition_leave(c->rendition);
+            c->rendition = NULL;
+        }
 
         if (--g->nviewers == 0) {
             g->source->idle_groups++;
@@ -570,8 +636,120 @@ ngx_http_kafka_stream_wall_publish(ngx_http_kafka_stream_group_t *g,
          q = ngx_queue_next(q))
     {
         c = ngx_queue_data(q, ngx_http_kafka_stream_camera_t, queue);
+
+        /* a camera of a size gets the frame from its rendition, made */
+
+        if (c->undecided && ngx_http_kafka_stream_wall_resize(c, f)) {
+            continue;
+        }
+
+        if (c->rendition == NULL) {
+            ngx_http_kafka_stream_wall_admit(c, f);
+        }
+    }
+}
+
+
+/*
+ * A camera whose wall asked for a size picks it by its first frame: 1
+ * when it takes the rendition of that size (which makes "f" next, the
+ * group's newest, unless it has or makes it), 0 when it stays with the
+ * source's frames (no smaller size asked for, or no memory for one).
+ */
+
+static ngx_uint_t
+ngx_http_kafka_stream_wall_resize(ngx_http_kafka_stream_camera_t *c,
+    ngx_http_kafka_stream_frame_t *f)
+{
+    ngx_uint_t                          width;
+    ngx_http_kafka_stream_wall_t       *w;
+    ngx_http_kafka_stream_rendition_t  *rd;
+
+    w = c->wall;
+    c->undecided = 0;
+
+    width = ngx_http_kafka_stream_size_pick(w->conf, w->view.width,
+                                            w->view.height, f);
+    if (width == 0) {
+        return 0;
+    }
+
+    rd = ngx_http_kafka_stream_rendition(w->conf->source, c->group, width,
+                                         w->conf->quality,
+                                         ngx_http_kafka_stream_wall_made);
+    if (rd == NULL) {
+        return 0;
+    }
+
+    /* made by a viewer's first: its viewers get what it makes all the same */
+
+    rd->made = ngx_http_kafka_stream_wall_made;
+
+    ngx_queue_insert_tail(&rd->walls, &c->sized);
+    ngx_http_kafka_stream_rendition_join(rd);
+    c->rendition = rd;
+
+    ngx_http_kafka_stream_rendition_want(rd);
+
+    return 1;
+}
+
+
+/* the renditions' "made" hook: a frame at a size, to viewers and cameras */
+
+static void
+ngx_http_kafka_stream_wall_made(ngx_http_kafka_stream_rendition_t *rd,
+    ngx_http_kafka_stream_frame_t *f)
+{
+    ngx_queue_t                     *q;
+    ngx_http_kafka_stream_camera_t  *c;
+
+    /*
+     * Without cameras, the viewers only: a viewer that ends there may take
+     * the rendition with it.  A camera holds it, so the cameras' turn is
+     * safe after the viewers'.
+     */
+
+    if (ngx_queue_empty(&rd->walls)) {
+        ngx_http_kafka_stream_made(rd, f);
+        return;
+    }
+
+    ngx_http_kafka_stream_made(rd, f);
+
+    if (f == NULL) {
+        return;
+    }
+
+    for (q = ngx_queue_head(&rd->walls);
+         q != ngx_queue_sentinel(&rd->walls);
+         q = ngx_queue_next(q))
+    {
+        c = ngx_queue_data(q, ngx_http_kafka_stream_camera_t, sized);
+        ngx_http_kafka_stream_wall_admit(c, f);
+    }
+}
+
+
+/* ?fps=: a frame too early is held; the newest held goes in time */
+
+static void
+ngx_http_kafka_stream_wall_admit(ngx_http_kafka_stream_camera_t *c,
+    ngx_http_kafka_stream_frame_t *f)
+{
+    if (ngx_http_kafka_stream_rate_admit(&c->rate, f)) {
         ngx_http_kafka_stream_wall_offer(c, f);
     }
+}
+
+
+static void
+ngx_http_kafka_stream_wall_rate_pass(void *data,
+    ngx_http_kafka_stream_frame_t *f)
+{
+    ngx_http_kafka_stream_camera_t *c = data;
+
+    ngx_http_kafka_stream_wall_offer(c, f);
 }
 
 
@@ -624,6 +802,15 @@ ngx_http_kafka_stream_wall_send_handler(ngx_event_t *ev)
 }
 
 
+/* a camera's newest frame at its size, for the idle re-send */
+
+static ngx_http_kafka_stream_frame_t *
+ngx_http_kafka_stream_wall_latest(ngx_http_kafka_stream_camera_t *c)
+{
+    return c->rendition ? c->rendition->latest : c->group->latest;
+}
+
+
 /* nothing went for a while: the camera sent longest ago, again */
 
 static void
@@ -641,7 +828,9 @@ ngx_http_kafka_stream_wall_resend_handler(ngx_event_t *ev)
     for (i = 0; i < w->cameras.nelts; i++) {
         c = cams[i];
 
-        if (c->group->latest == NULL || c->waiting || c->sending) {
+        if (ngx_http_kafka_stream_wall_latest(c) == NULL
+            || c->waiting || c->sending)
+        {
             continue;
         }
 
@@ -651,7 +840,8 @@ ngx_http_kafka_stream_wall_resend_handler(ngx_event_t *ev)
     }
 
     if (oldest) {
-        ngx_http_kafka_stream_wall_offer(oldest, oldest->group->latest);
+        ngx_http_kafka_stream_wall_offer(oldest,
+                                     ngx_http_kafka_stream_wall_latest(oldest));
 
     } else if (ngx_queue_empty(&w->ready)) {
         ngx_add_timer(&w->resend, w->conf->idle_resend);

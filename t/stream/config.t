@@ -113,6 +113,44 @@ my @bad = (
        server { listen 127.0.0.1:1;
                 location /w { kafka_stream t; kafka_stream_wall t; } }',
       qr/"kafka_stream_wall" directive is duplicate/ ],
+    [ 'a size of no pixels',
+      'kafka_stream_brokers 127.0.0.1:9092;
+       server { listen 127.0.0.1:1;
+                location /s { kafka_stream t; kafka_stream_sizes 160 0; } }',
+      qr/invalid value "0" in "kafka_stream_sizes": expected "off" or widths in pixels from 8 to 16384/ ],
+
+    [ 'a size that is not a number',
+      'kafka_stream_brokers 127.0.0.1:9092;
+       server { listen 127.0.0.1:1;
+                location /s { kafka_stream t; kafka_stream_sizes 320px; } }',
+      qr/invalid value "320px" in "kafka_stream_sizes"/ ],
+
+    [ 'a size too large',
+      'kafka_stream_brokers 127.0.0.1:9092;
+       server { listen 127.0.0.1:1;
+                location /s { kafka_stream t; kafka_stream_sizes 99999; } }',
+      qr/invalid value "99999" in "kafka_stream_sizes"/ ],
+
+    [ 'too many sizes',
+      'kafka_stream_brokers 127.0.0.1:9092;
+       server { listen 127.0.0.1:1;
+                location /s { kafka_stream t;
+                    kafka_stream_sizes ' . join(' ', map { $_ * 10 } 1 .. 17)
+      . '; } }',
+      qr/"kafka_stream_sizes": at most 16 sizes/ ],
+
+    [ 'sizes twice',
+      'kafka_stream_brokers 127.0.0.1:9092;
+       server { listen 127.0.0.1:1;
+                location /s { kafka_stream t; kafka_stream_sizes 160;
+                              kafka_stream_sizes 320; } }',
+      qr/"kafka_stream_sizes" directive is duplicate/ ],
+
+    [ 'JPEG quality out of range',
+      'kafka_stream_brokers 127.0.0.1:9092;
+       server { listen 127.0.0.1:1;
+                location /s { kafka_stream t; kafka_stream_quality 101; } }',
+      qr/"kafka_stream_quality" directive .*between 1 and 100/ ],
 
     [ 'stream directive twice',
       'kafka_stream_brokers 127.0.0.1:9092;
@@ -196,6 +234,10 @@ my ($rc, $out) = nginx_t(
                               kafka_stream_always_consume on; }
          location /snapshot { kafka_stream_snapshot dbtech; }
          location /wall     { kafka_stream_wall dbtech; kafka_stream_wall_keys 16; }
+         location /sized    { kafka_stream dbtech; kafka_stream_sizes 640 160 320 160;
+                              kafka_stream_quality 60; }
+         location /thumb    { kafka_stream_snapshot dbtech; kafka_stream_sizes 80; }
+         location /none     { kafka_stream dbtech; kafka_stream_sizes off; }
          location /status   { kafka_stream_status; }
      }');
 

@@ -32,6 +32,8 @@ package KafkaStream::Viewers;
 #   frame_indexes($body, \@frames)      for every complete part, the index
 #                                       of its image in @frames, or -1
 #   squeeze(@list)                      consecutive repeats removed
+#   image_info($bytes)                  "codec WxH" of an image ffmpeg
+#                                       decodes whole, else "undecodable"
 #   frames_check(\@frames)              a check for add_response_body_check:
 #                                       waits for the block's producers, and
 #                                       with "--- frames: 1 2 3" compares
@@ -56,6 +58,7 @@ use warnings;
 
 use IO::Select;
 use IO::Socket::INET;
+use File::Temp ();
 use JSON::PP;
 use POSIX ();
 use Time::HiRes qw(sleep time);
@@ -66,7 +69,7 @@ our @EXPORT = qw(status_json watched wait_ready produce_seen
                  produce_when_watched start_viewer
                  finish_viewer timed_parts frame_indexes squeeze
                  frames_check status_until replays after_log
-                 old_worker_exited messages_per_worker);
+                 old_worker_exited messages_per_worker image_info);
 
 our $Boundary = 'kafka-stream-frame';
 
@@ -408,6 +411,28 @@ sub after_log {
 
 sub old_worker_exited {
     return logged(qr/worker process \d+ exited with code 0/, 30);
+}
+
+
+# "codec WxH" of an image (ffprobe), once ffmpeg decoded all of it, else
+# "undecodable"
+sub image_info {
+    my ($bytes) = @_;
+
+    my $tmp = File::Temp->new(SUFFIX => '.img');
+    binmode $tmp;
+    print $tmp $bytes;
+    close $tmp;
+
+    system('ffmpeg', '-v', 'error', '-xerror', '-nostdin', '-i', "$tmp",
+           '-f', 'null', '-') == 0
+        or return 'undecodable';
+
+    my $info = `ffprobe -v error -select_streams v:0 -show_entries stream=codec_name,width,height -of csv=p=0 $tmp`;
+    chomp $info;
+    my ($codec, $w, $h) = split /,/, $info;
+
+    return "$codec ${w}x$h";
 }
 
 
