@@ -384,6 +384,9 @@
                 url: wallUrl(null),
                 status: urls.status,
                 camera: function (key) { return urls.camera + '?id=' + key; },
+                snapshot: function (key) {
+                    return urls.snapshot + '?id=' + key;
+                },
                 onOpen: openCamera,
                 onState: function (text, cls) {
                     wallState.textContent = text;
@@ -676,6 +679,25 @@
     });
 
     window.addEventListener('hashchange', route);
+
+    /*
+     * A page the browser keeps after it was left (the back-forward cache)
+     * would keep its stream open: the stream ends when the page is left,
+     * and starts again if the page is shown again.
+     */
+
+    window.addEventListener('pagehide', function () {
+        if (wall) {
+            wall.stop();
+        }
+        stopSingle();
+    });
+
+    window.addEventListener('pageshow', function (e) {
+        if (e.persisted && view !== null) {
+            route();
+        }
+    });
 
 
     /* replay: back so many minutes, from a time, or live again */

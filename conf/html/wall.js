@@ -21,8 +21,11 @@
  *
  * Where a browser cannot read a stream (no ReadableStream or no
  * createImageBitmap), or with ?wall=img in the page's address, the
- * tiles are plain <img> elements of each camera's ordinary stream,
- * listed by the status.
+ * tiles are plain <img> elements, the cameras listed by the status: the
+ * first four each the camera's ordinary stream (a connection each, of
+ * the six a browser opens to a host over HTTP/1.1: one is left for the
+ * status, one for the snapshots), the others its snapshot, again every
+ * two seconds.
  *
  * Used by viewer.js: KafkaWall.create(container, options), and the key
  * helpers in KafkaWall.keys.
@@ -36,6 +39,8 @@
     var RETRY_MAX_MS = 10000;
     var MAX_PART = 64 << 20;     /* a part larger than this is an error */
     var MAX_TILES = 256;
+    var IMG_STREAMS = 4;         /* <img> tiles that are streams */
+    var IMG_REFRESH_MS = 2000;   /* the others: a snapshot this often */
     var LABEL_MAX = 120;         /* characters of a key on a tile */
 
     /* in the order of their names, cam2 before cam10 */
@@ -283,6 +288,43 @@
     };
 
 
+    /* a tile: the picture ("media"), the key as text below; a click opens */
+
+    function figure(key, media, options) {
+        var fig, cap, label;
+
+        fig = document.createElement('figure');
+        fig.className = 'tile';
+        fig.dataset.key = key;
+        fig.tabIndex = 0;
+        fig.setAttribute('role', 'button');
+
+        cap = document.createElement('figcaption');
+        label = document.createElement('span');
+        label.className = 'key';
+        label.textContent = text(key);
+        fig.title = label.textContent;
+        cap.appendChild(label);
+
+        fig.appendChild(media);
+        fig.appendChild(cap);
+
+        fig.addEventListener('click', function () {
+            if (options.onOpen) {
+                options.onOpen(key);
+            }
+        });
+        fig.addEventListener('keydown', function (e) {
+            if ((e.key === 'Enter' || e.key === ' ') && options.onOpen) {
+                e.preventDefault();
+                options.onOpen(key);
+            }
+        });
+
+        return fig;
+    }
+
+
     /*
      * A wall in "container": create(container, {
      *     url: the wall location (with ?keys=, ?width= ... as wanted),
@@ -312,7 +354,7 @@
         }
 
         function tileOf(key) {
-            var tile, fig, canvas, cap, label, after, k;
+            var tile, fig, canvas, after, k;
 
             if (tiles[key]) {
                 return tiles[key];
@@ -322,40 +364,14 @@
                 return null;
             }
 
-            fig = document.createElement('figure');
-            fig.className = 'tile';
-            fig.dataset.key = key;
-            fig.tabIndex = 0;
-            fig.setAttribute('role', 'button');
-
             canvas = document.createElement('canvas');
             canvas.width = 16;
             canvas.height = 9;
 
-            cap = document.createElement('figcaption');
-            label = document.createElement('span');
-            label.className = 'key';
-            label.textContent = text(key);
-            fig.title = label.textContent;
-            cap.appendChild(label);
-
-            fig.appendChild(canvas);
-            fig.appendChild(cap);
+            fig = figure(key, canvas, options);
 
             tile = { key: key, fig: fig, canvas: canvas, frames: 0,
                      busy: false, pending: null, last: null };
-
-            fig.addEventListener('click', function () {
-                if (options.onOpen) {
-                    options.onOpen(key);
-                }
-            });
-            fig.addEventListener('keydown', function (e) {
-                if ((e.key === 'Enter' || e.key === ' ') && options.onOpen) {
-                    e.preventDefault();
-                    options.onOpen(key);
-                }
-            });
 
             /* in the order of their names, cam2 before cam10 */
             after = null;
@@ -580,8 +596,9 @@
 
 
     /*
-     * The fallback: a plain <img> per camera, each its ordinary stream
-     * (one connection each), the cameras from the status.  Keys the
+     * The fallback: a plain <img> per camera, the cameras from the
+     * status; the first IMG_STREAMS the camera's ordinary stream (one
+     * connection each), the others its snapshot, refreshed.  Keys the
      * ordinary stream cannot name get no tile.
      */
 
@@ -591,46 +608,38 @@
         var stopped = true;
 
         function add(key) {
-            var fig, img, cap, label;
+            var img, stream, url;
 
             if (tiles[key] || !plain(key)) {
                 return;
             }
 
-            fig = document.createElement('figure');
-            fig.className = 'tile';
-            fig.dataset.key = key;
-            fig.tabIndex = 0;
-            fig.setAttribute('role', 'button');
+            /* a stream while connections are left, else snapshots */
+
+            stream = Object.keys(tiles).length < IMG_STREAMS;
+            url = stream ? options.camera : options.snapshot;
 
             img = document.createElement('img');
             img.alt = text(key);
-            img.addEventListener('error', function () {
+            img.dataset.kind = stream ? 'stream' : 'snapshot';
+
+            function again() {
                 setTimeout(function () {
-                    if (!stopped && tiles[key]) {
-                        img.src = options.camera(key) + '&_='
-                                  + Date.now().toString(36);
+                    if (!stopped && tiles[key] && tiles[key].img === img) {
+                        img.src = url(key) + '&_=' + Date.now().toString(36);
                     }
-                }, 2000);
-            });
+                }, IMG_REFRESH_MS);
+            }
 
-            cap = document.createElement('figcaption');
-            label = document.createElement('span');
-            label.className = 'key';
-            label.textContent = text(key);
-            cap.appendChild(label);
+            /* a stream that failed, or the next snapshot */
+            img.addEventListener('error', again);
+            if (!stream) {
+                img.addEventListener('load', again);
+            }
 
-            fig.appendChild(img);
-            fig.appendChild(cap);
-            fig.addEventListener('click', function () {
-                if (options.onOpen) {
-                    options.onOpen(key);
-                }
-            });
-
-            container.appendChild(fig);
-            tiles[key] = { fig: fig, img: img };
-            img.src = options.camera(key);
+            tiles[key] = { fig: figure(key, img, options), img: img };
+            container.appendChild(tiles[key].fig);
+            img.src = url(key);
             container.dataset.tiles = Object.keys(tiles).length;
         }
 
