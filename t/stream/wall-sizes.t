@@ -63,7 +63,7 @@ sub size_of {
 # "--- sizes: a mjpeg 160x90, b mjpeg 160x90": each key's parts all decode
 # to that; "--- stamps: a 0 5 10 14, b ..." (with "--- gap: 40"): each
 # key's parts by timestamp, in order, repeats squeezed out, from the first
-# one named; "--- spacing: 200": each key's consecutive parts that far
+# one named; "--- spacing: 2000": each key's consecutive parts that far
 # apart in Kafka time at least (but the last, held until nothing newer came)
 
 add_response_body_check(sub {
@@ -156,7 +156,7 @@ is($s->{skipped} + $s->{failed}, 0, 'none skipped or failed');
 
 
 
-=== TEST 2: ?fps=5, frames 40 ms apart under two keys: each camera 200 ms apart in Kafka time, the newest winning, the last held back still coming; with a size too
+=== TEST 2: ?fps=0.5, frames 400 ms apart under two keys: each camera 2 s apart in Kafka time, the newest winning, the last held back still coming; with a size too
 --- http_config
     kafka_stream_brokers $TEST_NGINX_KAFKA_BROKERS;
     kafka_stream_idle_resend 0;
@@ -167,18 +167,20 @@ is($s->{skipped} + $s->{failed}, 0, 'none skipped or failed');
 # a wall at a size and a rate beside: a burst is made newest first, so its
 # timestamps say little; its parts' size is what is checked
 my $file = File::Temp->new(UNLINK => 0)->filename;
-push @main::Also, [start_viewer('/wall?keys=a,b&fps=5&width=320', $file, 8),
+push @main::Also, [start_viewer('/wall?keys=a,b&fps=5&width=320', $file, 9),
                    $file, '/wall?keys=a,b&fps=5&width=320', 'mjpeg 320x180'];
 # one produce at a time (some 0.1 s each): the admitted frames come in
-# fetches of their own, and each goes (within a fetch the newest would win)
-my @a = main::stamped('a', 40, 0 .. 14);
-my @b = main::stamped('b', 40, 0 .. 14);
+# fetches of their own, and each goes (within a fetch the newest would
+# win).  A held frame goes once nothing newer came for 2 s (1/fps): the
+# producer would have to stall that long to break the spacing.
+my @a = main::stamped('a', 400, 0 .. 14);
+my @b = main::stamped('b', 400, 0 .. 14);
 produce_when_watched(2, 'ws2', [map { ($a[$_], $b[$_]) } 0 .. 14]);
 --- request
-GET /wall?keys=a,b&fps=5
+GET /wall?keys=a,b&fps=0.5
 --- abort
---- timeout: 8
---- gap: 40
+--- timeout: 9
+--- gap: 400
 --- sizes: a mjpeg 640x360, b mjpeg 640x360
 --- stamps: a 0 5 10 14, b 0 5 10 14
 --- spacing: 200
