@@ -686,7 +686,8 @@ void ngx_http_kafka_stream_forget(ngx_http_kafka_stream_main_conf_t *kmcf,
 
 /* src/ngx_http_kafka_stream_partitions.c */
 
-extern ngx_http_kafka_stream_partitioner_t  ngx_http_kafka_stream_partitioners[];
+extern ngx_http_kafka_stream_partitioner_t
+    ngx_http_kafka_stream_partitioners[];
 
 void ngx_http_kafka_stream_need(ngx_http_kafka_stream_need_t *n,
     ngx_http_kafka_stream_topic_t *t, ngx_int_t partition,

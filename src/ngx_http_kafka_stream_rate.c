@@ -1,9 +1,10 @@
 
 /*
  * A viewer's frame rate (?fps=N): at most one frame per 1/N second of
- * Kafka time (a replay at speed S: S/N).  A frame that comes too soon after the last one let through
- * is held, the newest held replacing the older, so the cost of a frame
- * not sent is that of the swap; the first frame that is due goes at once.
+ * Kafka time (a replay at speed S: S/N).  A frame that comes too soon
+ * after the last one let through is held, the newest held replacing the
+ * older, so the cost of a frame not sent is that of the swap; the first
+ * frame that is due goes at once.
  * A held frame is still let through once no newer frame has come for 1/N
  * second of wall time, and a second at least (the source slowed down or
  * stopped): the viewer never misses the latest picture, and a consumer

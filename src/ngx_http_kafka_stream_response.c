@@ -2,10 +2,11 @@
 /*
  * Answers of one buffer, and the header lines they share: a refusal
  * with its one line of reason, "Cache-Control: no-cache, no-store", a
- * header with room for a number; and a query argument, unescaped.  The bottom of the request side: it
- * calls nothing else of the module; the streams and the snapshot
- * (src/..._live.c), the status (src/..._status.c), the replays and the
- * content handler answer through it.
+ * header with room for a number; and a query argument, unescaped.  The
+ * bottom of the request side: it calls nothing else of the module; the
+ * streams and the snapshot (src/..._live.c), the status
+ * (src/..._status.c), the replays and the content handler answer
+ * through it.
  */
 
 

@@ -62,9 +62,11 @@ static ngx_buf_t *ngx_http_kafka_stream_status_json(ngx_http_request_t *r,
 static ngx_buf_t *ngx_http_kafka_stream_status_prometheus(
     ngx_http_request_t *r, ngx_http_kafka_stream_main_conf_t *kmcf);
 static size_t ngx_http_kafka_stream_consuming_size(
-    ngx_http_kafka_stream_main_conf_t *kmcf, ngx_http_kafka_stream_slot_t *slot);
+    ngx_http_kafka_stream_main_conf_t *kmcf,
+    ngx_http_kafka_stream_slot_t *slot);
 static u_char *ngx_http_kafka_stream_consuming_json(u_char *p,
-    ngx_http_kafka_stream_main_conf_t *kmcf, ngx_http_kafka_stream_slot_t *slot);
+    ngx_http_kafka_stream_main_conf_t *kmcf,
+    ngx_http_kafka_stream_slot_t *slot);
 static void ngx_http_kafka_stream_sum(ngx_http_kafka_stream_main_conf_t *kmcf,
     ngx_uint_t index, ngx_http_kafka_stream_counters_t *sum);
 static void ngx_http_kafka_stream_sum_size(
