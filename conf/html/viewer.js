@@ -347,17 +347,10 @@
 
     /* the views: the wall, or one camera */
 
-    function wallUrl(keys) {
-        var args = [];
-
-        if (keys) {
-            args.push('keys=' + keys);
-        }
-        if (wallArgs) {
-            args.push(wallArgs);
-        }
-
-        return urls.wall + (args.length ? '?' + args.join('&') : '');
+    /* the wall with its data-wall-args; one camera of it, full size */
+    function wallUrl(key) {
+        return urls.wall + (key ? '?keys=' + key
+                                : wallArgs ? '?' + wallArgs : '');
     }
 
     function openCamera(key) {
@@ -800,7 +793,7 @@
      */
 
     function start() {
-        if (viewFromHash() === 'wall' || /(?:^#|&)(?:cam=|all)/.test(location.hash)) {
+        if (urls.wall || /(?:^#|&)(?:cam=|all)/.test(location.hash)) {
             route();
         }
 

@@ -85,7 +85,9 @@
     function decodeBytes(s) {
         var out = [], chars, i, c, e;
 
-        chars = s.match(/%[0-9A-Fa-f]{2}|[\uD800-\uDBFF][\uDC00-\uDFFF]|[\s\S]/g)
+        /* %XX, a character of two UTF-16 units, any other one */
+        chars = s.match(
+                    /%[0-9A-Fa-f]{2}|[\uD800-\uDBFF][\uDC00-\uDFFF]|[\s\S]/g)
                 || [];
 
         for (i = 0; i < chars.length; i++) {
