@@ -6,7 +6,9 @@
 # wall again.  Then frames under hostile keys (CR LF, quotes, <script>,
 # markup, 100 kB) come into the demo's topic: the wall's part headers stay
 # whole, the keys show as text, no script of theirs runs, and the wall's
-# stream goes on.  Screenshots stay in build/t-browser/ (wall-*.png).
+# stream goes on.  After `nginx -s reload` the wall reconnects by itself;
+# a page that is left closes its wall; where streams cannot be read, <img>
+# tiles.  Screenshots stay in build/t-browser/ (wall-*.png).
 
 use strict;
 use warnings;
@@ -313,6 +315,29 @@ waitpid $feeder, 0;
 $feeder = 0;
 
 
+# after `nginx -s reload` the wall reconnects by itself, as one camera does
+
+my @old = $demo->worker_pids;
+ok($demo->reload, 'nginx -s reload');
+my %old = map { $_ => 1 } @old;
+
+my $rewalled = poll(30, sub {
+    my $s = $demo->status or return undef;
+    my @pids = map { $_->{pid} } @{ $s->{workers} };
+    return undef if !@pids || grep { $old{$_} } @pids;
+    my ($d) = grep { $_->{topic} eq 'dbtech' } @{ $s->{streams} };
+    return $d && $d->{walls} == 1 ? $s : undef;
+});
+ok($rewalled, 'the new workers count the page\'s wall again')
+    or diag explain dbtech();
+cmp_ok(page_value('return +(document.getElementById("wall").dataset'
+                  . '.reconnects || 0)') // 0, '>=', 1,
+       '... the page reconnected on its own')
+    and note 'reason: ' . (page_value('return document.getElementById('
+                                      . '"wall").dataset.reason') // '?');
+ok(all_changed(tiles()), '... and every tile moves again');
+
+
 # 4. a browser that cannot read streams (?wall=img makes the page act as
 #    one): a plain <img> per camera, the first four streams (a browser
 #    opens six connections to a host), the others snapshots, refreshed
@@ -377,7 +402,8 @@ if (open my $log, '<', "$demo->{dir}/logs/access.log") {
                : $uri =~ m{^/cam\?id=cam3(?:&|$)} ? 'camera 3' : 'other'}++;
     }
 }
-is($asked{wall} // 0, 3, 'the access log: 3 walls (the start, 2 backs)');
+is($asked{wall} // 0, 4,
+   'the access log: 4 walls (the start, 2 backs, the reconnect)');
 is($asked{'wall of one key'} // 0, 1, '... 1 wall of the <script> key');
 cmp_ok($asked{'camera 3'} // 0, '>=', 1, '... camera 3\'s stream');
 
