@@ -41,6 +41,8 @@
  *   replay_args   a replay's query arguments
  *   replay_task   a replay's tasks in the thread pool: the lookup of its
  *                 start, the destruction of its consumer
+ *   wall          walls: many keys in one response (kafka_stream_wall),
+ *                 an X-Key line per part, newest frame wins per key
  *   live          viewers: fan-out, newest frame wins, idle re-send, the
  *                 end of streams; the snapshot
  *   status        the counters' shared zone, JSON and Prometheus
@@ -63,9 +65,9 @@
  *
  * ngx_http_kafka_stream.h holds the shared types and prototypes.  A lower
  * layer reaches a higher one only through a hook the higher one set: the
- * consumer calls the viewers and the replays through the hooks given at
- * init_process (ngx_http_kafka_stream_hooks below), a viewer its replay
- * through the replay_* hooks the replay sets on it, a rendition its
+ * consumer calls the walls, the viewers and the replays through the hooks
+ * given at init_process (ngx_http_kafka_stream_hooks below), a viewer its
+ * replay through the replay_* hooks the replay sets on it, a rendition its
  * viewers through the "made" hook of whoever made the rendition.
  */
 
@@ -144,6 +146,20 @@ static ngx_command_t  ngx_http_kafka_stream_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       (void *) NGX_HTTP_KAFKA_STREAM_SNAPSHOT },
+
+    { ngx_string("kafka_stream_wall"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_kafka_stream,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      (void *) NGX_HTTP_KAFKA_STREAM_WALL },
+
+    { ngx_string("kafka_stream_wall_keys"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kafka_stream_loc_conf_t, wall_keys),
+      NULL },
 
     { ngx_string("kafka_stream_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
@@ -305,14 +321,15 @@ static ngx_uint_t  ngx_http_kafka_stream_generation;
 
 /*
  * What the consumer (src/..._consumer.c) calls up to: it sits below the
- * viewers and the replays, and names nothing of theirs; init_process
- * gives it these.
+ * viewers, the walls and the replays, and names nothing of theirs;
+ * init_process gives it these.  The walls' calls take the frames and the
+ * end of the worker to the walls, then pass them on to the viewers.
  */
 
 static const ngx_http_kafka_stream_hooks_t  ngx_http_kafka_stream_hooks = {
-    ngx_http_kafka_stream_publish,
-    ngx_http_kafka_stream_close_viewers,
-    ngx_http_kafka_stream_finalize_viewers,
+    ngx_http_kafka_stream_wall_publish,
+    ngx_http_kafka_stream_wall_shutdown,
+    ngx_http_kafka_stream_wall_exit,
 #if (NGX_THREADS)
     ngx_http_kafka_stream_replay_exit,
 #endif
@@ -352,7 +369,8 @@ ngx_http_kafka_stream_handler(ngx_http_request_t *r)
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
 
-    if (kslcf->type == NGX_HTTP_KAFKA_STREAM_LIVE
+    if ((kslcf->type == NGX_HTTP_KAFKA_STREAM_LIVE
+         || kslcf->type == NGX_HTTP_KAFKA_STREAM_WALL)
         && kslcf->max_viewers
         && kslcf->viewers >= kslcf->max_viewers)
     {
@@ -362,7 +380,7 @@ ngx_http_kafka_stream_handler(ngx_http_request_t *r)
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
 
-    /* ?fps=, ?width=, ?height=: live, replay and snapshot alike */
+    /* ?fps=, ?width=, ?height=: live, replay, snapshot and wall alike */
 
     rc = ngx_http_kafka_stream_view_args(r, kslcf, &va);
 
@@ -372,6 +390,10 @@ ngx_http_kafka_stream_handler(ngx_http_request_t *r)
 
     if (rc != NGX_OK) {
         return rc;
+    }
+
+    if (kslcf->type == NGX_HTTP_KAFKA_STREAM_WALL) {
+        return ngx_http_kafka_stream_wall_start(r, kslcf, &va);
     }
 
 #if (NGX_THREADS)
@@ -511,6 +533,7 @@ ngx_http_kafka_stream_create_loc_conf(ngx_conf_t *cf)
     kslcf->idle_resend = NGX_CONF_UNSET_MSEC;
     kslcf->replay = NGX_CONF_UNSET;
     kslcf->replay_max_speed = NGX_CONF_UNSET_UINT;
+    kslcf->wall_keys = NGX_CONF_UNSET_UINT;
     kslcf->sizes = NGX_CONF_UNSET_PTR;
     kslcf->quality = NGX_CONF_UNSET_UINT;
     kslcf->partitioner = NGX_CONF_UNSET_PTR;
@@ -546,6 +569,7 @@ ngx_http_kafka_stream_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_conf_merge_value(conf->replay, prev->replay, 0);
     ngx_conf_merge_uint_value(conf->replay_max_speed, prev->replay_max_speed,
                               8);
+    ngx_conf_merge_uint_value(conf->wall_keys, prev->wall_keys, 64);
     ngx_conf_merge_ptr_value(conf->sizes, prev->sizes, NULL);
     ngx_conf_merge_uint_value(conf->quality, prev->quality, 75);
     /* kafka-stream-producer's default: murmur2, Kafka's hashing of keys */
@@ -554,9 +578,23 @@ ngx_http_kafka_stream_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_conf_merge_value(conf->always, prev->always, 0);
 
     if (conf->type != NGX_HTTP_KAFKA_STREAM_LIVE
-        && conf->type != NGX_HTTP_KAFKA_STREAM_SNAPSHOT)
+        && conf->type != NGX_HTTP_KAFKA_STREAM_SNAPSHOT
+        && conf->type != NGX_HTTP_KAFKA_STREAM_WALL)
     {
         return NGX_CONF_OK;
+    }
+
+    if (conf->wall_keys == 0 || conf->wall_keys > 1024) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"kafka_stream_wall_keys\" must be from 1 to "
+                           "1024");
+        return NGX_CONF_ERROR;
+    }
+
+    /* a wall shows the live frames of many keys: no replay, no one key */
+
+    if (conf->type == NGX_HTTP_KAFKA_STREAM_WALL) {
+        conf->replay = 0;
     }
 
     if (conf->max_frame_size == 0) {
@@ -850,7 +888,7 @@ ngx_http_kafka_stream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
      * asked for chunked before.
      */
 
-    if (kslcf->type == NGX_HTTP_KAFKA_STREAM_LIVE
+    if (kslcf->type != NGX_HTTP_KAFKA_STREAM_SNAPSHOT
         && clcf->chunked_transfer_encoding == NGX_CONF_UNSET)
     {
         clcf->chunked_transfer_encoding = 0;

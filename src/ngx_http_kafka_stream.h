@@ -33,6 +33,7 @@
 #define NGX_HTTP_KAFKA_STREAM_LIVE          1
 #define NGX_HTTP_KAFKA_STREAM_SNAPSHOT      2
 #define NGX_HTTP_KAFKA_STREAM_STATUS        3
+#define NGX_HTTP_KAFKA_STREAM_WALL          4
 
 #define NGX_HTTP_KAFKA_STREAM_ALL           -1
 
@@ -128,13 +129,17 @@ typedef struct {
     ngx_queue_t                     queue;     /* in source->groups */
     ngx_queue_t                     viewers;   /* of the source's size */
     ngx_queue_t                     renditions;  /* its other sizes */
-    ngx_uint_t                      nviewers;  /* of every size */
+    ngx_queue_t                     walls;     /* the walls' cameras of it */
+    ngx_uint_t                      nviewers;  /* of every size, cameras */
+    ngx_http_kafka_stream_source_t *source;
     ngx_str_t                       key;
     unsigned                        all:1;
     /* a catch-up changed "latest": its viewers get it after the drain */
     unsigned                        caught:1;
     /* the key is in the source's list in the shared zone */
     unsigned                        listed:1;
+    /* a camera of the walls of every key (src/..._wall.c) */
+    unsigned                        walled:1;
     ngx_http_kafka_stream_frame_t  *latest;
     ngx_msec_t                      updated;
 } ngx_http_kafka_stream_group_t;
@@ -144,6 +149,7 @@ typedef struct {
 
 typedef struct {
     ngx_atomic_t                    viewers;
+    ngx_atomic_t                    walls;
     ngx_atomic_t                    frames_in;
     ngx_atomic_t                    bytes_in;
     ngx_atomic_t                    parts_sent;
@@ -271,6 +277,7 @@ struct ngx_http_kafka_stream_source_s {
     ngx_queue_t                     groups;
     ngx_http_kafka_stream_group_t  *all;
     ngx_uint_t                      idle_groups;
+    ngx_queue_t                     walls;      /* of every key */
     ngx_http_kafka_stream_counters_t  *counters;
     ngx_http_kafka_stream_size_counters_t  *size_counters;
     ngx_http_kafka_stream_need_t    always_need;
@@ -295,7 +302,8 @@ struct ngx_http_kafka_stream_rendition_s {
     ngx_http_kafka_stream_size_counters_t  *counters;
 
     ngx_queue_t                     viewers;
-    ngx_uint_t                      nviewers;
+    ngx_uint_t                      nviewers;  /* viewers and cameras */
+    ngx_queue_t                     walls;      /* the walls' cameras of it */
     ngx_http_kafka_stream_made_pt   made;       /* set by the layer above */
 
     ngx_http_kafka_stream_frame_t  *latest;     /* made, or passed on */
@@ -358,6 +366,7 @@ typedef struct {
     ngx_str_t                       boundary;
     ngx_flag_t                      replay;
     ngx_uint_t                      replay_max_speed;
+    ngx_uint_t                      wall_keys;  /* cameras of a wall */
     ngx_array_t                    *sizes;      /* of ngx_uint_t, ascending */
     ngx_uint_t                      quality;
     ngx_http_kafka_stream_partitioner_t  *partitioner;
@@ -532,6 +541,7 @@ struct ngx_http_kafka_stream_worker_s {
     ngx_http_kafka_stream_main_conf_t  *conf;
     ngx_http_kafka_stream_slot_t   *slot;
     ngx_queue_t                     viewers;    /* all, for shutdown */
+    ngx_queue_t                     walls;      /* all, for shutdown */
     ngx_queue_t                     replays;    /* all with a consumer */
     ngx_uint_t                      nreplays;
     ngx_queue_t                     renditions; /* all, retired included */
@@ -768,7 +778,20 @@ void ngx_http_kafka_stream_viewer_rate(ngx_http_kafka_stream_viewer_t *v,
 void ngx_http_kafka_stream_watch(ngx_http_kafka_stream_viewer_t *v,
     ngx_str_t *key);
 ngx_int_t ngx_http_kafka_stream_open(ngx_http_kafka_stream_viewer_t *v);
+ngx_int_t ngx_http_kafka_stream_multipart(ngx_http_request_t *r,
+    ngx_http_kafka_stream_loc_conf_t *kslcf);
+ngx_int_t ngx_http_kafka_stream_begin(ngx_http_request_t *r,
+    ngx_http_kafka_stream_loc_conf_t *kslcf,
+    ngx_http_event_handler_pt writer, ngx_buf_t *b, ngx_chain_t *cl);
+ngx_int_t ngx_http_kafka_stream_writable(ngx_http_request_t *r);
+ngx_int_t ngx_http_kafka_stream_write_wait(ngx_http_request_t *r,
+    ngx_int_t rc);
+ngx_int_t ngx_http_kafka_stream_flushed(ngx_http_request_t *r);
+void ngx_http_kafka_stream_end(ngx_http_request_t *r,
+    ngx_http_kafka_stream_loc_conf_t *kslcf, ngx_buf_t *b, ngx_chain_t *cl);
 void ngx_http_kafka_stream_publish(ngx_http_kafka_stream_group_t *g,
+    ngx_http_kafka_stream_frame_t *f);
+void ngx_http_kafka_stream_made(ngx_http_kafka_stream_rendition_t *rd,
     ngx_http_kafka_stream_frame_t *f);
 void ngx_http_kafka_stream_offer(ngx_http_kafka_stream_viewer_t *v,
     ngx_http_kafka_stream_frame_t *f);
@@ -777,6 +800,17 @@ void ngx_http_kafka_stream_finalize_viewers(
     ngx_http_kafka_stream_worker_t *w);
 ngx_int_t ngx_http_kafka_stream_snapshot(ngx_http_request_t *r,
     ngx_http_kafka_stream_frame_t *f);
+
+
+/* src/ngx_http_kafka_stream_wall.c */
+
+ngx_int_t ngx_http_kafka_stream_wall_start(ngx_http_request_t *r,
+    ngx_http_kafka_stream_loc_conf_t *kslcf,
+    ngx_http_kafka_stream_view_args_t *va);
+void ngx_http_kafka_stream_wall_publish(ngx_http_kafka_stream_group_t *g,
+    ngx_http_kafka_stream_frame_t *f);
+void ngx_http_kafka_stream_wall_shutdown(ngx_http_kafka_stream_worker_t *w);
+void ngx_http_kafka_stream_wall_exit(ngx_http_kafka_stream_worker_t *w);
 
 
 /* src/ngx_http_kafka_stream_status.c */

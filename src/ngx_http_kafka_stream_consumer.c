@@ -130,6 +130,7 @@ ngx_http_kafka_stream_worker_init(ngx_cycle_t *cycle,
     w->pipe[0] = -1;
     w->pipe[1] = -1;
     ngx_queue_init(&w->viewers);
+    ngx_queue_init(&w->walls);
     ngx_queue_init(&w->replays);
     ngx_queue_init(&w->renditions);
 
@@ -146,6 +147,7 @@ ngx_http_kafka_stream_worker_init(ngx_cycle_t *cycle,
         src = sources[i];
 
         ngx_queue_init(&src->groups);
+        ngx_queue_init(&src->walls);
         src->idle_groups = 0;
         src->counters = ngx_http_kafka_stream_counters(slot, i);
         src->size_counters = ngx_http_kafka_stream_size_counters(kmcf, slot,
@@ -158,6 +160,8 @@ ngx_http_kafka_stream_worker_init(ngx_cycle_t *cycle,
         }
 
         ngx_queue_init(&src->all->viewers);
+        ngx_queue_init(&src->all->walls);
+        src->all->source = src;
         ngx_queue_init(&src->all->renditions);
         src->all->all = 1;
     }

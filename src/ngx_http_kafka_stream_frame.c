@@ -353,11 +353,14 @@ ngx_http_kafka_stream_group(ngx_http_kafka_stream_source_t *src, u_char *key,
     ngx_memcpy(g->key.data, key, len);
 
     ngx_queue_init(&g->viewers);
+    ngx_queue_init(&g->walls);
+    g->source = src;
     ngx_queue_init(&g->renditions);
     g->nviewers = 0;
     g->all = 0;
     g->caught = 0;
     g->listed = 0;
+    g->walled = 0;
     g->latest = NULL;
     g->updated = ngx_current_msec;
 
@@ -457,7 +460,11 @@ ngx_http_kafka_stream_group_keep(ngx_http_kafka_stream_group_t *g,
     g->updated = ngx_current_msec;
     f->refs++;
 
-    if (g->nviewers) {
+    /* a key new to the walls of every key becomes a camera of theirs */
+
+    if (g->nviewers
+        || (!g->all && !g->walled && !ngx_queue_empty(&g->source->walls)))
+    {
         g->caught = 1;
     }
 

@@ -33,8 +33,6 @@ static void ngx_http_kafka_stream_cleanup(void *data);
 static void ngx_http_kafka_stream_unlink(ngx_http_kafka_stream_viewer_t *v);
 static void ngx_http_kafka_stream_fan_out(ngx_queue_t *viewers,
     ngx_http_kafka_stream_frame_t *f);
-static void ngx_http_kafka_stream_made(ngx_http_kafka_stream_rendition_t *rd,
-    ngx_http_kafka_stream_frame_t *f);
 static void ngx_http_kafka_stream_rate_pass(void *data,
     ngx_http_kafka_stream_frame_t *f);
 static ngx_uint_t ngx_http_kafka_stream_resize_viewer(
@@ -48,7 +46,6 @@ static ngx_int_t ngx_http_kafka_stream_wait(ngx_http_kafka_stream_viewer_t *v,
     ngx_int_t rc);
 static ngx_int_t ngx_http_kafka_stream_send_frame(
     ngx_http_kafka_stream_viewer_t *v, ngx_http_kafka_stream_frame_t *f);
-static ngx_int_t ngx_http_kafka_stream_flushed(ngx_http_request_t *r);
 static void ngx_http_kafka_stream_close(ngx_http_kafka_stream_viewer_t *v);
 
 
@@ -352,16 +349,37 @@ ngx_http_kafka_stream_viewer_rate(ngx_http_kafka_stream_viewer_t *v,
 ngx_int_t
 ngx_http_kafka_stream_open(ngx_http_kafka_stream_viewer_t *v)
 {
-    int                                lowat;
-    ngx_int_t                          rc;
-    ngx_table_elt_t                   *h;
-    ngx_http_request_t                *r;
-    ngx_http_kafka_stream_loc_conf_t  *kslcf;
+    ngx_http_request_t  *r;
 
     r = v->request;
-    kslcf = v->conf;
 
     v->pending = 0;
+
+    if (ngx_http_kafka_stream_multipart(r, v->conf) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+#if (NGX_THREADS)
+
+    if (v->replay && v->replay_headers(r, v->replay) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+#endif
+
+    return ngx_http_kafka_stream_begin(r, v->conf,
+                                       ngx_http_kafka_stream_writer,
+                                       &v->bufs[0], &v->chain[0]);
+}
+
+
+/* the response header lines of a stream, of a viewer's or a wall's */
+
+ngx_int_t
+ngx_http_kafka_stream_multipart(ngx_http_request_t *r,
+    ngx_http_kafka_stream_loc_conf_t *kslcf)
+{
+    ngx_table_elt_t  *h;
 
     r->headers_out.status = NGX_HTTP_OK;
     r->headers_out.content_type_len = sizeof("multipart/x-mixed-replace; "
@@ -371,21 +389,21 @@ ngx_http_kafka_stream_open(ngx_http_kafka_stream_viewer_t *v)
     r->headers_out.content_type.data =
                        ngx_pnalloc(r->pool, r->headers_out.content_type_len);
     if (r->headers_out.content_type.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     ngx_sprintf(r->headers_out.content_type.data,
                 "multipart/x-mixed-replace; boundary=%V", &kslcf->boundary);
 
     if (ngx_http_kafka_stream_no_cache(r) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     /* a proxy in front (nginx itself, for one) must not buffer the stream */
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     h->hash = 1;
@@ -394,13 +412,23 @@ ngx_http_kafka_stream_open(ngx_http_kafka_stream_viewer_t *v)
 
     r->allow_ranges = 0;
 
-#if (NGX_THREADS)
+    return NGX_OK;
+}
 
-    if (v->replay && v->replay_headers(r, v->replay) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
 
-#endif
+/*
+ * Sends the response header, then the opening boundary from "b": NGX_OK
+ * when parts may follow, written from "writer" on write events; else
+ * what the request is to be finished with.
+ */
+
+ngx_int_t
+ngx_http_kafka_stream_begin(ngx_http_request_t *r,
+    ngx_http_kafka_stream_loc_conf_t *kslcf,
+    ngx_http_event_handler_pt writer, ngx_buf_t *b, ngx_chain_t *cl)
+{
+    int        lowat;
+    ngx_int_t  rc;
 
     rc = ngx_http_send_header(r);
 
@@ -426,16 +454,18 @@ ngx_http_kafka_stream_open(ngx_http_kafka_stream_viewer_t *v)
     }
 
     r->read_event_handler = ngx_http_test_reading;
-    r->write_event_handler = ngx_http_kafka_stream_writer;
+    r->write_event_handler = writer;
 
-    v->bufs[0].pos = kslcf->opening.data;
-    v->bufs[0].last = kslcf->opening.data + kslcf->opening.len;
-    v->bufs[0].memory = 1;
-    v->bufs[0].flush = 1;
-    v->chain[0].buf = &v->bufs[0];
-    v->chain[0].next = NULL;
+    ngx_memzero(b, sizeof(ngx_buf_t));
 
-    rc = ngx_http_output_filter(r, &v->chain[0]);
+    b->pos = kslcf->opening.data;
+    b->last = kslcf->opening.data + kslcf->opening.len;
+    b->memory = 1;
+    b->flush = 1;
+    cl->buf = b;
+    cl->next = NULL;
+
+    rc = ngx_http_output_filter(r, cl);
 
     return (rc == NGX_ERROR) ? NGX_ERROR : NGX_OK;
 }
@@ -549,9 +579,12 @@ ngx_http_kafka_stream_publish(ngx_http_kafka_stream_group_t *g,
 }
 
 
-/* a rendition's new frame (its "made" hook), to the viewers of that size */
+/*
+ * A rendition's new frame (its "made" hook), to the viewers of that size;
+ * the walls' hook calls it too (src/..._wall.c)
+ */
 
-static void
+void
 ngx_http_kafka_stream_made(ngx_http_kafka_stream_rendition_t *rd,
     ngx_http_kafka_stream_frame_t *f)
 {
@@ -804,9 +837,28 @@ ngx_http_kafka_stream_resend_handler(ngx_event_t *ev)
 static void
 ngx_http_kafka_stream_writer(ngx_http_request_t *r)
 {
-    ngx_event_t                     *wev;
-    ngx_connection_t                *c;
     ngx_http_kafka_stream_viewer_t  *v;
+
+    if (ngx_http_kafka_stream_writable(r) != NGX_OK) {
+        return;
+    }
+
+    v = ngx_http_get_module_ctx(r, ngx_http_kafka_stream_module);
+
+    ngx_http_kafka_stream_send(v);
+}
+
+
+/*
+ * A stream's write event: NGX_OK when it may write, NGX_DECLINED while
+ * limit_rate holds it back, NGX_ERROR when it timed out (and is finished).
+ */
+
+ngx_int_t
+ngx_http_kafka_stream_writable(ngx_http_request_t *r)
+{
+    ngx_event_t       *wev;
+    ngx_connection_t  *c;
 
     c = r->connection;
     wev = c->write;
@@ -817,7 +869,7 @@ ngx_http_kafka_stream_writer(ngx_http_request_t *r)
                           "client timed out");
             c->timedout = 1;
             ngx_http_finalize_request(r, NGX_ERROR);
-            return;
+            return NGX_ERROR;
         }
 
         /* limit_rate's delay is over */
@@ -826,13 +878,7 @@ ngx_http_kafka_stream_writer(ngx_http_request_t *r)
         wev->delayed = 0;
     }
 
-    if (wev->delayed) {
-        return;
-    }
-
-    v = ngx_http_get_module_ctx(r, ngx_http_kafka_stream_module);
-
-    ngx_http_kafka_stream_send(v);
+    return wev->delayed ? NGX_DECLINED : NGX_OK;
 }
 
 
@@ -913,11 +959,27 @@ ngx_http_kafka_stream_push(ngx_http_kafka_stream_viewer_t *v)
 static ngx_int_t
 ngx_http_kafka_stream_wait(ngx_http_kafka_stream_viewer_t *v, ngx_int_t rc)
 {
+    if (rc == NGX_OK && v->conf->idle_resend && !v->finish) {
+        ngx_add_timer(&v->resend, v->conf->idle_resend);
+    }
+
+    return ngx_http_kafka_stream_write_wait(v->request, rc);
+}
+
+
+/*
+ * After a stream wrote what it could (rc: NGX_OK all of it, NGX_AGAIN
+ * not all): a write event and send_timeout for the rest, or neither.
+ */
+
+ngx_int_t
+ngx_http_kafka_stream_write_wait(ngx_http_request_t *r, ngx_int_t rc)
+{
     ngx_event_t               *wev;
     ngx_http_core_loc_conf_t  *clcf;
 
-    wev = v->request->connection->write;
-    clcf = ngx_http_get_module_loc_conf(v->request, ngx_http_core_module);
+    wev = r->connection->write;
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
     if (rc == NGX_AGAIN) {
         if (!wev->delayed) {
@@ -929,10 +991,6 @@ ngx_http_kafka_stream_wait(ngx_http_kafka_stream_viewer_t *v, ngx_int_t rc)
 
     if (wev->timer_set && !wev->delayed) {
         ngx_del_timer(wev);
-    }
-
-    if (v->conf->idle_resend && !v->finish) {
-        ngx_add_timer(&v->resend, v->conf->idle_resend);
     }
 
     return NGX_OK;
@@ -1008,7 +1066,7 @@ ngx_http_kafka_stream_send_frame(ngx_http_kafka_stream_viewer_t *v,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_kafka_stream_flushed(ngx_http_request_t *r)
 {
     return r->out == NULL && !r->buffered && !r->connection->buffered;
@@ -1020,9 +1078,7 @@ ngx_http_kafka_stream_flushed(ngx_http_request_t *r)
 static void
 ngx_http_kafka_stream_close(ngx_http_kafka_stream_viewer_t *v)
 {
-    ngx_int_t            rc;
     ngx_str_t            reason;
-    ngx_buf_t           *b;
     ngx_table_elt_t     *h;
     ngx_http_request_t  *r;
 
@@ -1056,28 +1112,45 @@ ngx_http_kafka_stream_close(ngx_http_kafka_stream_viewer_t *v)
         return;
     }
 
-    /*
-     * A viewer that cannot take the closing boundary at once is closed
-     * without it: waiting for it would hold an exiting worker.
-     */
+    /* a part on the wire: no closing boundary after half a part */
 
-    if (v->sending || !ngx_http_kafka_stream_flushed(r)) {
+    if (v->sending) {
         ngx_http_finalize_request(r, NGX_ERROR);
         return;
     }
 
-    b = &v->bufs[0];
+    ngx_http_kafka_stream_end(r, v->conf, &v->bufs[0], &v->chain[0]);
+}
+
+
+/*
+ * The closing boundary, from "b", and the end of the request.  A stream
+ * that cannot take it at once is closed without it: waiting for it would
+ * hold an exiting worker.
+ */
+
+void
+ngx_http_kafka_stream_end(ngx_http_request_t *r,
+    ngx_http_kafka_stream_loc_conf_t *kslcf, ngx_buf_t *b, ngx_chain_t *cl)
+{
+    ngx_int_t  rc;
+
+    if (!ngx_http_kafka_stream_flushed(r)) {
+        ngx_http_finalize_request(r, NGX_ERROR);
+        return;
+    }
+
     ngx_memzero(b, sizeof(ngx_buf_t));
 
-    b->pos = v->conf->closing.data;
-    b->last = v->conf->closing.data + v->conf->closing.len;
+    b->pos = kslcf->closing.data;
+    b->last = kslcf->closing.data + kslcf->closing.len;
     b->memory = 1;
     b->last_buf = 1;
 
-    v->chain[0].buf = b;
-    v->chain[0].next = NULL;
+    cl->buf = b;
+    cl->next = NULL;
 
-    rc = ngx_http_output_filter(r, &v->chain[0]);
+    rc = ngx_http_output_filter(r, cl);
 
     if (rc != NGX_OK || !ngx_http_kafka_stream_flushed(r)) {
         rc = NGX_ERROR;

@@ -119,6 +119,104 @@ ngx_http_kafka_stream_escape_json(unsigned char *dst,
 
 
 /*
+ * A message key in a part header of a wall (X-Key): every byte but the
+ * unreserved characters of URIs (A-Z a-z 0-9 - . _ ~) leaves as %XX, 3
+ * bytes at most.  Whatever the key holds, the value is printable ASCII
+ * without space, quote or comma, and decodeURIComponent() and ?keys=
+ * take it back as it is.
+ */
+
+size_t
+ngx_http_kafka_stream_escape_key(unsigned char *dst, const unsigned char *src,
+    size_t len)
+{
+    unsigned char   ch, *start;
+    static char     hex[] = "0123456789ABCDEF";
+
+    start = dst;
+
+    while (len--) {
+        ch = *src++;
+
+        if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z')
+            || (ch >= '0' && ch <= '9')
+            || ch == '-' || ch == '.' || ch == '_' || ch == '~')
+        {
+            *dst++ = ch;
+            continue;
+        }
+
+        *dst++ = '%';
+        *dst++ = hex[ch >> 4];
+        *dst++ = hex[ch & 0xf];
+    }
+
+    return dst - start;
+}
+
+
+static int
+ngx_http_kafka_stream_hex(unsigned char ch)
+{
+    if (ch >= '0' && ch <= '9') {
+        return ch - '0';
+    }
+
+    ch |= 0x20;
+
+    if (ch >= 'a' && ch <= 'f') {
+        return ch - 'a' + 10;
+    }
+
+    return -1;
+}
+
+
+/*
+ * A key of ?keys=, percent-decoded into "dst" (len bytes at most), its
+ * length in "n": 0, or -1 for a "%" without two hex digits after it.
+ * Every other byte stands for itself, "+" too.
+ */
+
+int
+ngx_http_kafka_stream_unescape_key(unsigned char *dst,
+    const unsigned char *src, size_t len, size_t *n)
+{
+    int             hi, lo;
+    unsigned char  *start;
+
+    start = dst;
+
+    while (len) {
+        if (*src != '%') {
+            *dst++ = *src++;
+            len--;
+            continue;
+        }
+
+        if (len < 3) {
+            return -1;
+        }
+
+        hi = ngx_http_kafka_stream_hex(src[1]);
+        lo = ngx_http_kafka_stream_hex(src[2]);
+
+        if (hi < 0 || lo < 0) {
+            return -1;
+        }
+
+        *dst++ = (unsigned char) (hi << 4 | lo);
+        src += 3;
+        len -= 3;
+    }
+
+    *n = dst - start;
+
+    return 0;
+}
+
+
+/*
  * The statistics librdkafka emits every statistics.interval.ms tell,
  * without any blocking metadata call, which brokers are up and which
  * partitions each topic has.  Only those fields are read, by scanning:

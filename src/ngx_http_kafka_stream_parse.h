@@ -38,6 +38,10 @@ size_t ngx_http_kafka_stream_escape_json(unsigned char *dst,
     const unsigned char *src, size_t len);
 unsigned ngx_http_kafka_stream_scan_stats(const unsigned char *json,
     size_t len, ngx_http_kafka_stream_partition_pt handler, void *data);
+size_t ngx_http_kafka_stream_escape_key(unsigned char *dst,
+    const unsigned char *src, size_t len);
+int ngx_http_kafka_stream_unescape_key(unsigned char *dst,
+    const unsigned char *src, size_t len, size_t *n);
 int ngx_http_kafka_stream_valid_topic(const unsigned char *p, size_t len);
 int ngx_http_kafka_stream_valid_boundary(const unsigned char *p, size_t len);
 int ngx_http_kafka_stream_parse_time(const unsigned char *p, size_t len,

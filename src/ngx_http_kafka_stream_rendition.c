@@ -292,6 +292,7 @@ ngx_http_kafka_stream_rendition(ngx_http_kafka_stream_source_t *src,
     rd->counters = &src->size_counters[i];
     rd->made = made;
     ngx_queue_init(&rd->viewers);
+    ngx_queue_init(&rd->walls);
 
     if (g) {
         rd->group = g;

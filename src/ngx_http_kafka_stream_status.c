@@ -167,6 +167,7 @@ ngx_http_kafka_stream_sum(ngx_http_kafka_stream_main_conf_t *kmcf,
         /* every worker consumes the topic itself: take the largest */
 
         sum->viewers += c->viewers;
+        sum->walls += c->walls;
         sum->parts_sent += c->parts_sent;
         sum->drops += c->drops;
         sum->frames_in = ngx_max(sum->frames_in, c->frames_in);
@@ -215,7 +216,7 @@ ngx_http_kafka_stream_status_json(ngx_http_request_t *r,
 
     for (i = 0; i < kmcf->sources.nelts; i++) {
         src = sources[i];
-        size += 256 + src->topic->name.len + 10 * NGX_ATOMIC_T_LEN
+        size += 256 + src->topic->name.len + 11 * NGX_ATOMIC_T_LEN
                 + src->sizes.nelts * (128 + 8 * NGX_ATOMIC_T_LEN)
                 + NGX_HTTP_KAFKA_STREAM_KEYS_LISTED
                   * (3 + 6 * NGX_HTTP_KAFKA_STREAM_KEY_LISTED);
@@ -286,10 +287,10 @@ ngx_http_kafka_stream_status_json(ngx_http_request_t *r,
             p = ngx_sprintf(p, "\"partition\":%i,", src->partition);
         }
 
-        p = ngx_sprintf(p, "\"viewers\":%uA,\"frames_in\":%uA,"
-                        "\"bytes_in\":%uA,\"parts_sent\":%uA,\"drops\":%uA,"
-                        "\"skipped\":%uA,",
-                        sum.viewers, sum.frames_in, sum.bytes_in,
+        p = ngx_sprintf(p, "\"viewers\":%uA,\"walls\":%uA,"
+                        "\"frames_in\":%uA,\"bytes_in\":%uA,"
+                        "\"parts_sent\":%uA,\"drops\":%uA,\"skipped\":%uA,",
+                        sum.viewers, sum.walls, sum.frames_in, sum.bytes_in,
                         sum.parts_sent, sum.drops, sum.skipped);
 
         if (sum.latest_msec) {
@@ -363,6 +364,8 @@ ngx_http_kafka_stream_status_prometheus(ngx_http_request_t *r,
     } metrics[] = {
         { "viewers", "gauge", "viewers connected",
           offsetof(ngx_http_kafka_stream_counters_t, viewers) },
+        { "walls", "gauge", "walls connected (a response of many keys each)",
+          offsetof(ngx_http_kafka_stream_counters_t, walls) },
         { "frames_received_total", "counter", "frames received from Kafka",
           offsetof(ngx_http_kafka_stream_counters_t, frames_in) },
         { "bytes_received_total", "counter", "image bytes received",

@@ -24,6 +24,17 @@
  * it is not allowed (conf/nginx.conf lets only localhost read it) the
  * page still shows the stream and says why the figures are missing.
  *
+ * The wall (wall.js): with data-wall on <body> the page opens on every
+ * camera at once, a tile each, from one stream; a click on a tile shows
+ * that camera here (#cam=KEY, its ordinary stream), and the browser's
+ * back button, or "All cameras", returns to the wall.  The single view
+ * is stopped while the wall shows, and the wall while a camera shows:
+ * one stream at a time.  A camera whose key the ordinary stream cannot
+ * name (a key of other bytes than A-Z a-z 0-9 - . _ ~: kafka_stream_key
+ * $arg_id takes the argument as it is) is shown from the wall's stream
+ * of that one key instead, without replay.  Keys are kept as the wall
+ * gives them, percent-encoded, and shown as text.
+ *
  * Back / Go replay from Kafka's history (kafka_stream_replay): the stream
  * is asked for with ?since=-SECONDS, seconds before the server's "now",
  * so that the browser's clock does not matter.  At the original speed a
@@ -49,8 +60,13 @@
         stream: body.dataset.stream,
         camera: body.dataset.camera,
         snapshot: body.dataset.snapshot,
-        status: body.dataset.status
+        status: body.dataset.status,
+        wall: body.dataset.wall || ''
     };
+    var wallArgs = body.dataset.wallArgs || '';
+    var Wall = window.KafkaWall;
+    var keyText = Wall.keys.text;
+    var plainKey = Wall.keys.plain;
     var topic = body.dataset.topic || '';
     var replayOn = body.dataset.replay !== 'off';
 
@@ -63,9 +79,20 @@
     var backMinutes = document.getElementById('back-minutes');
     var sincePicker = document.getElementById('since');
     var liveButton = document.getElementById('live');
+    var wallEl = document.getElementById('wall');
+    var wallState = document.getElementById('wall-state');
+    var single = document.getElementById('single');
+    var soloEl = document.getElementById('solo');
+    var toWall = document.getElementById('to-wall');
+    var snapshotButton = document.getElementById('snapshot');
 
-    var camera = cameraFromHash();  /* '' is every frame: urls.stream */
-    var chosen = camera !== '';     /* by the user, not by this script */
+    var view = null;                /* 'wall' or 'single' */
+    var wall = null;                /* the wall, once shown */
+    var solo = null;                /* a camera shown from the wall stream */
+
+    /* the camera's key as the wall gives it; '' is every frame: urls.stream */
+    var camera = '';
+    var chosen = false;             /* by the user, not by this script */
     var behind = null;              /* replaying: seconds behind live */
     var keys = [];
     var lastCount = null;           /* frames_in at the previous poll */
@@ -79,12 +106,17 @@
 
     function cameraFromHash() {
         var m = /(?:^#|&)cam=([^&]*)/.exec(location.hash);
-        return m ? decodeURIComponent(m[1]) : '';
+        return m ? Wall.keys.canonical(m[1]) : '';
+    }
+
+    /* the wall, unless a camera (or every frame: #all) is asked for */
+    function viewFromHash() {
+        return urls.wall && !/(?:^#|&)(?:cam=|all)/.test(location.hash)
+               ? 'wall' : 'single';
     }
 
     function streamUrl() {
-        var url = camera ? urls.camera + '?id=' + encodeURIComponent(camera)
-                         : urls.stream;
+        var url = camera ? urls.camera + '?id=' + camera : urls.stream;
 
         if (behind !== null) {
             url += (url.indexOf('?') < 0 ? '?' : '&')
@@ -116,6 +148,11 @@
 
         clearTimeout(retryTimer);
         retryTimer = null;
+
+        if (camera && !plainKey(camera)) {
+            connectSolo();
+            return;
+        }
 
         if (reason) {
             reconnects++;
@@ -308,6 +345,130 @@
     }
 
 
+    /* the views: the wall, or one camera */
+
+    /* the wall with its data-wall-args; one camera of it, full size */
+    function wallUrl(key) {
+        return urls.wall + (key ? '?keys=' + key
+                                : wallArgs ? '?' + wallArgs : '');
+    }
+
+    function openCamera(key) {
+        location.hash = '#cam=' + key;
+    }
+
+    function showWall() {
+        var images = !Wall.streams
+                     || /(?:^\?|&)wall=img(?:&|$)/.test(location.search);
+
+        stopSingle();
+        view = 'wall';
+        body.dataset.view = 'wall';
+        single.hidden = true;
+        cameraBox.hidden = true;
+        timeForm.hidden = true;
+        snapshotButton.hidden = true;
+        toWall.hidden = true;
+        wallEl.hidden = false;
+        wallState.hidden = false;
+
+        if (wall === null) {
+            var options = {
+                url: wallUrl(null),
+                status: urls.status,
+                camera: function (key) { return urls.camera + '?id=' + key; },
+                snapshot: function (key) {
+                    return urls.snapshot + '?id=' + key;
+                },
+                onOpen: openCamera,
+                onState: function (text, cls) {
+                    wallState.textContent = text;
+                    wallState.className = 'wall-state ' + cls;
+                }
+            };
+
+            wall = images ? Wall.createImages(wallEl, options)
+                          : Wall.create(wallEl, options);
+            wallEl.dataset.kind = images ? 'img' : 'stream';
+        }
+
+        wall.start();
+    }
+
+    function showSingle() {
+        if (wall) {
+            wall.stop();
+        }
+
+        view = 'single';
+        body.dataset.view = 'single';
+        wallEl.hidden = true;
+        wallState.hidden = true;
+        single.hidden = false;
+        snapshotButton.hidden = false;
+        toWall.hidden = !urls.wall;
+        cameraBox.hidden = keys.length < 2;
+        timeForm.hidden = !replayOn || (camera !== '' && !plainKey(camera));
+        connect(null);
+    }
+
+    /* the single view lets go of its stream */
+    function stopSingle() {
+        clearTimeout(retryTimer);
+        retryTimer = null;
+        conn = null;
+        img.removeAttribute('src');
+
+        if (solo) {
+            solo.stop();
+            solo = null;
+        }
+
+        soloEl.hidden = true;
+        soloEl.textContent = '';
+        img.hidden = false;
+    }
+
+    /* a camera the ordinary stream cannot name: the wall's, of one key */
+    function connectSolo() {
+        stopSingle();
+        behind = null;
+        img.hidden = true;
+        soloEl.hidden = false;
+
+        conn = {
+            opened: Date.now(), loads: 0, picture: null,
+            changed: Date.now(), pids: null, noViewer: 0, solo: true
+        };
+
+        solo = Wall.create(soloEl, {
+            url: wallUrl(camera),
+            onState: function (text, cls) {
+                setState(cls === 'live' ? 'live' : text, cls);
+            }
+        });
+        solo.start();
+    }
+
+    function route() {
+        camera = cameraFromHash();
+        chosen = camera !== '' || /(?:^#|&)all(?:&|$)/.test(location.hash);
+        behind = null;
+        liveButton.disabled = true;
+        retries = 0;
+
+        if (viewFromHash() === 'wall') {
+            showWall();
+        } else {
+            showSingle();
+        }
+    }
+
+    toWall.addEventListener('click', function () {
+        location.hash = '#wall';
+    });
+
+
     /* status */
 
     function pollStatus() {
@@ -340,13 +501,15 @@
             })
             .then(function () {
                 clearTimeout(timeout);
-                if (conn === null) {
+                if (view === null) {
                     /* the first answer (or failure) chose the camera */
-                    connect(null);
+                    route();
                 }
                 /* a replay may rightly stand still (a quiet camera then):
                    the live figures say nothing about it */
-                checkStall(fresh && behind === null);
+                if (view === 'single' && conn && !conn.solo) {
+                    checkStall(fresh && behind === null);
+                }
                 setTimeout(pollStatus, next);
             });
     }
@@ -359,7 +522,7 @@
         showFigures(mine, status);
         showCameras(mine);
 
-        if (conn === null || retryTimer) {
+        if (view !== 'single' || conn === null || conn.solo || retryTimer) {
             return false;
         }
 
@@ -471,7 +634,8 @@
 
     /* the selector: shown once the topic has seen several keys */
     function showCameras(s) {
-        var seen = s && s.keys ? s.keys.slice().sort() : [];
+        var seen = s && s.keys ? s.keys.map(Wall.keys.fromLatin1).sort()
+                               : [];
 
         if (seen.join('\n') === keys.join('\n')) {
             return;
@@ -480,16 +644,20 @@
         keys = seen;
         cameraSel.textContent = '';
         cameraSel.add(new Option('all frames', ''));
-        keys.forEach(function (k) { cameraSel.add(new Option(k, k)); });
+        keys.forEach(function (k) {
+            cameraSel.add(new Option(keyText(k), k));
+        });
 
         if (camera && keys.indexOf(camera) < 0) {
-            cameraSel.add(new Option(camera, camera));
+            cameraSel.add(new Option(keyText(camera), camera));
         }
 
-        cameraBox.hidden = keys.length < 2;
+        cameraBox.hidden = view !== 'single' || keys.length < 2;
 
         /* frames of several cameras in one stream flicker: pick one */
-        if (!chosen && camera === '' && keys.length >= 2) {
+        if (view === 'single' && !chosen && camera === ''
+            && keys.length >= 2)
+        {
             camera = keys[0];
             if (conn !== null) {
                 connect(null);
@@ -500,23 +668,32 @@
     }
 
     cameraSel.addEventListener('change', function () {
-        camera = cameraSel.value;
-        chosen = true;
-        history.replaceState(null, '', camera ? '#cam=' + camera : '#');
-        retries = 0;
-        connect(null);
+        location.hash = cameraSel.value ? '#cam=' + cameraSel.value : '#all';
     });
 
-    window.addEventListener('hashchange', function () {
-        camera = cameraFromHash();
-        chosen = camera !== '';
-        connect(null);
+    window.addEventListener('hashchange', route);
+
+    /*
+     * A page the browser keeps after it was left (the back-forward cache)
+     * would keep its stream open: the stream ends when the page is left,
+     * and starts again if the page is shown again.
+     */
+
+    window.addEventListener('pagehide', function () {
+        if (wall) {
+            wall.stop();
+        }
+        stopSingle();
+    });
+
+    window.addEventListener('pageshow', function (e) {
+        if (e.persisted && view !== null) {
+            route();
+        }
     });
 
 
     /* replay: back so many minutes, from a time, or live again */
-
-    timeForm.hidden = !replayOn;
 
     document.getElementById('back').addEventListener('click', function () {
         goBack(parseFloat(backMinutes.value) * 60);
@@ -555,9 +732,20 @@
 
     /* snapshot: fetch the current frame and save it as a file */
 
-    document.getElementById('snapshot').addEventListener('click', function () {
-        var url = urls.snapshot
-                  + (camera ? '?id=' + encodeURIComponent(camera) : '');
+    snapshotButton.addEventListener('click', function () {
+        var url = urls.snapshot + (camera ? '?id=' + camera : '');
+        var frame = solo ? solo.blob(camera) : null;
+
+        /* from the wall's stream: the frame on screen */
+        if (solo) {
+            if (frame) {
+                save(frame);
+            } else {
+                note.textContent = 'no frame yet: try again in a moment';
+                note.hidden = false;
+            }
+            return;
+        }
 
         /* while replaying, the frame on screen is that far back */
         if (behind !== null) {
@@ -575,36 +763,46 @@
                 }
                 return r.blob();
             })
-            .then(function (blob) {
-                var a = document.createElement('a');
-                var stamp = new Date().toISOString()
-                                .replace(/[:.]/g, '-').slice(0, 19);
-
-                a.href = URL.createObjectURL(blob);
-                a.download = 'snapshot-' + (camera || 'all') + '-' + stamp
-                             + (blob.type === 'image/png' ? '.png' : '.jpg');
-                document.body.appendChild(a);
-                a.click();
-                a.remove();
-                setTimeout(function () { URL.revokeObjectURL(a.href); },
-                           10000);
-            })
+            .then(save)
             .catch(function (e) {
                 note.textContent = e.message;
                 note.hidden = false;
             });
     });
 
+    function save(blob) {
+        var a = document.createElement('a');
+        var stamp = new Date().toISOString()
+                        .replace(/[:.]/g, '-').slice(0, 19);
+
+        a.href = URL.createObjectURL(blob);
+        a.download = 'snapshot-' + (camera || 'all') + '-' + stamp
+                     + (blob.type === 'image/png' ? '.png' : '.jpg');
+        document.body.appendChild(a);
+        a.click();
+        a.remove();
+        setTimeout(function () { URL.revokeObjectURL(a.href); }, 10000);
+    }
+
 
     /*
      * Start after "load": an <img> that is loading when the page loads
      * delays the load event, and a stream never finishes loading.  The
-     * first status answer comes before the stream: it tells the cameras.
+     * wall, or a camera asked for, starts at once; else the first status
+     * answer comes before the stream: it tells the cameras.
      */
 
-    if (document.readyState === 'complete') {
+    function start() {
+        if (urls.wall || /(?:^#|&)(?:cam=|all)/.test(location.hash)) {
+            route();
+        }
+
         pollStatus();
+    }
+
+    if (document.readyState === 'complete') {
+        start();
     } else {
-        window.addEventListener('load', pollStatus);
+        window.addEventListener('load', start);
     }
 }());

@@ -84,7 +84,8 @@ my $png_time;
 #    whole process group gets SIGINT, as from a terminal
 
 {
-    my $demo = Demo->start(name => 'demo', port => $port, pgrp => 1);
+    my $demo = Demo->start(name => 'demo', port => $port, pgrp => 1,
+                           env => { DEMO_CAMERAS => 2 });
 
     ok($demo->wait_url(300), 'a second run works')
         or diag $demo->output;

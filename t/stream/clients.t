@@ -71,7 +71,7 @@ select undef, undef, undef, 0.02 while watched() > 0 && time < $deadline;
 --- request
 GET /status
 --- response_body_like eval
-qr/^\{.*"streams":\[\{"topic":"dbtech","partition":"all","viewers":0,"frames_in":\d+,"bytes_in":\d+,"parts_sent":[1-9]\d*,/
+qr/^\{.*"streams":\[\{"topic":"dbtech","partition":"all","viewers":0,"walls":0,"frames_in":\d+,"bytes_in":\d+,"parts_sent":[1-9]\d*,/
 --- no_error_log
 [alert]
 [crit]

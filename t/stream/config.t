@@ -96,6 +96,23 @@ my @bad = (
        kafka_stream_option fetch.wait.max.ms forever;',
       qr/invalid "kafka_stream_option" "fetch.wait.max.ms" "forever": .*fetch.wait.max.ms/ ],
 
+    [ 'no cameras for a wall',
+      'kafka_stream_brokers 127.0.0.1:9092;
+       server { listen 127.0.0.1:1;
+                location /w { kafka_stream_wall t; kafka_stream_wall_keys 0; } }',
+      qr/"kafka_stream_wall_keys" must be from 1 to 1024/ ],
+
+    [ 'bad wall keys',
+      'kafka_stream_brokers 127.0.0.1:9092;
+       server { listen 127.0.0.1:1;
+                location /w { kafka_stream_wall t; kafka_stream_wall_keys all; } }',
+      qr/"kafka_stream_wall_keys" directive invalid number/ ],
+
+    [ 'a wall and a stream in one location',
+      'kafka_stream_brokers 127.0.0.1:9092;
+       server { listen 127.0.0.1:1;
+                location /w { kafka_stream t; kafka_stream_wall t; } }',
+      qr/"kafka_stream_wall" directive is duplicate/ ],
     [ 'a size of no pixels',
       'kafka_stream_brokers 127.0.0.1:9092;
        server { listen 127.0.0.1:1;
@@ -216,6 +233,7 @@ my ($rc, $out) = nginx_t(
          location /hot      { kafka_stream dbtech;
                               kafka_stream_always_consume on; }
          location /snapshot { kafka_stream_snapshot dbtech; }
+         location /wall     { kafka_stream_wall dbtech; kafka_stream_wall_keys 16; }
          location /sized    { kafka_stream dbtech; kafka_stream_sizes 640 160 320 160;
                               kafka_stream_quality 60; }
          location /thumb    { kafka_stream_snapshot dbtech; kafka_stream_sizes 80; }

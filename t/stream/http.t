@@ -116,7 +116,7 @@ GET /status
 --- response_headers
 Content-Type: application/json
 --- response_body_like eval
-qr/^\{"version":"[\d.]+","workers":\[\{"pid":\d+,"brokers_up":\d+,"partitions":0,"bytes_in":0,"viewers":0,"frames_in":0,"skipped":0,"parts_sent":0,"drops":0,"renditions":0,"making":0,"consuming":\{\}\}\],"streams":\[\{"topic":"dbtech","partition":"all","viewers":0,"frames_in":\d+,"bytes_in":\d+,"parts_sent":0,"drops":0,"skipped":0,"last_offset":(?:\d+|null),"latest_age_ms":(?:\d+|null),"broker":"(?:up|down)","sizes":\[\],"keys":\[(?:"cam\\u00221\\u000d\\u000a")?\]\},\{"topic":"empty","partition":0,.*\}\]\}\n$/s
+qr/^\{"version":"[\d.]+","workers":\[\{"pid":\d+,"brokers_up":\d+,"partitions":0,"bytes_in":0,"viewers":0,"frames_in":0,"skipped":0,"parts_sent":0,"drops":0,"renditions":0,"making":0,"consuming":\{\}\}\],"streams":\[\{"topic":"dbtech","partition":"all","viewers":0,"walls":0,"frames_in":\d+,"bytes_in":\d+,"parts_sent":0,"drops":0,"skipped":0,"last_offset":(?:\d+|null),"latest_age_ms":(?:\d+|null),"broker":"(?:up|down)","sizes":\[\],"keys":\[(?:"cam\\u00221\\u000d\\u000a")?\]\},\{"topic":"empty","partition":0,.*\}\]\}\n$/s
 
 
 

@@ -67,27 +67,6 @@ sub stamped {
 }
 
 
-# "codec WxH" of an image, once ffmpeg decoded all of it, else "undecodable"
-sub image_info {
-    my ($bytes) = @_;
-
-    my $tmp = File::Temp->new(SUFFIX => '.img');
-    binmode $tmp;
-    print $tmp $bytes;
-    close $tmp;
-
-    system('ffmpeg', '-v', 'error', '-xerror', '-nostdin', '-i', "$tmp",
-           '-f', 'null', '-') == 0
-        or return 'undecodable';
-
-    my $info = `ffprobe -v error -select_streams v:0 -show_entries stream=codec_name,width,height -of csv=p=0 $tmp`;
-    chomp $info;
-    my ($codec, $w, $h) = split /,/, $info;
-
-    return "$codec ${w}x$h";
-}
-
-
 # the parts of a body: { type, stamp (index by the block's gap), body }
 sub parts_of {
     my ($body, $gap) = @_;

@@ -3,8 +3,11 @@ package KafkaStream::Viewers;
 # Helpers for the module's stream tests, on top of KafkaStream::Test:
 #
 #   status_json()                       the module's /status, decoded
-#   watched()                           viewers connected, over all workers
+#   watched()                           viewers and walls connected, over
+#                                       all workers
 #   consuming()                         partitions the busiest worker reads
+#   messages_per_worker($topic)         messages taken, by pid, of the
+#                                       workers that read $topic now
 #   wait_ready($workers)                waits until that many workers run
 #                                       and each that reads a partition has
 #                                       taken a message from Kafka (a worker
@@ -29,6 +32,8 @@ package KafkaStream::Viewers;
 #   frame_indexes($body, \@frames)      for every complete part, the index
 #                                       of its image in @frames, or -1
 #   squeeze(@list)                      consecutive repeats removed
+#   image_info($bytes)                  "codec WxH" of an image ffmpeg
+#                                       decodes whole, else "undecodable"
 #   frames_check(\@frames)              a check for add_response_body_check:
 #                                       waits for the block's producers, and
 #                                       with "--- frames: 1 2 3" compares
@@ -53,6 +58,7 @@ use warnings;
 
 use IO::Select;
 use IO::Socket::INET;
+use File::Temp ();
 use JSON::PP;
 use POSIX ();
 use Time::HiRes qw(sleep time);
@@ -63,7 +69,7 @@ our @EXPORT = qw(status_json watched wait_ready produce_seen
                  produce_when_watched start_viewer
                  finish_viewer timed_parts frame_indexes squeeze
                  frames_check status_until replays after_log
-                 old_worker_exited);
+                 old_worker_exited messages_per_worker image_info);
 
 our $Boundary = 'kafka-stream-frame';
 
@@ -115,7 +121,7 @@ sub status_json {
 sub watched {
     my $status = status_json() or return 0;
     my $n = 0;
-    $n += $_->{viewers} for @{$status->{streams}};
+    $n += $_->{viewers} + ($_->{walls} // 0) for @{$status->{streams}};
     return $n;
 }
 
@@ -405,6 +411,28 @@ sub after_log {
 
 sub old_worker_exited {
     return logged(qr/worker process \d+ exited with code 0/, 30);
+}
+
+
+# "codec WxH" of an image (ffprobe), once ffmpeg decoded all of it, else
+# "undecodable"
+sub image_info {
+    my ($bytes) = @_;
+
+    my $tmp = File::Temp->new(SUFFIX => '.img');
+    binmode $tmp;
+    print $tmp $bytes;
+    close $tmp;
+
+    system('ffmpeg', '-v', 'error', '-xerror', '-nostdin', '-i', "$tmp",
+           '-f', 'null', '-') == 0
+        or return 'undecodable';
+
+    my $info = `ffprobe -v error -select_streams v:0 -show_entries stream=codec_name,width,height -of csv=p=0 $tmp`;
+    chomp $info;
+    my ($codec, $w, $h) = split /,/, $info;
+
+    return "$codec ${w}x$h";
 }
 
 
