@@ -60,6 +60,8 @@
 
 #define NGX_HTTP_KAFKA_STREAM_TICK          100
 #define NGX_HTTP_KAFKA_STREAM_SNAPSHOT_WAIT 3000
+/* how long a catch-up may hold its frames back from the viewers */
+#define NGX_HTTP_KAFKA_STREAM_CATCHUP_WAIT  500
 
 /* kafka_stream_sizes: how many a location lists, the narrowest */
 #define NGX_HTTP_KAFKA_STREAM_MAX_SIZES     16
@@ -206,6 +208,7 @@ typedef struct {
 typedef struct {
     int64_t                         last;      /* offset last taken, or -1 */
     ngx_msec_t                      idle;      /* its last need went then */
+    ngx_msec_t                      started;   /* its catch-up began then */
     ngx_uint_t                      needs;     /* needs placed on it */
     unsigned                        state:2;   /* ..._COLD, _HOT ... */
     unsigned                        catchup:1; /* not yet at the log's end */

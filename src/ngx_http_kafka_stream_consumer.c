@@ -905,7 +905,7 @@ static void
 ngx_http_kafka_stream_caught_up(ngx_http_kafka_stream_worker_t *w)
 {
     int64_t                              low, high;
-    ngx_uint_t                           i;
+    ngx_uint_t                           i, wait;
     ngx_queue_t                         *q;
     ngx_http_kafka_stream_group_t       *g;
     ngx_http_kafka_stream_source_t     **sources;
@@ -917,6 +917,7 @@ ngx_http_kafka_stream_caught_up(ngx_http_kafka_stream_worker_t *w)
     }
 
     e = w->catching.elts;
+    wait = 0;
 
     for (i = 0; i < w->catching.nelts; i++) {
         part = &e[i].topic->parts[e[i].partition];
@@ -929,10 +930,28 @@ ngx_http_kafka_stream_caught_up(ngx_http_kafka_stream_worker_t *w)
             || part->last >= high - 1)
         {
             part->catchup = 0;
+
+        } else if (ngx_current_msec - part->started
+                   < NGX_HTTP_KAFKA_STREAM_CATCHUP_WAIT)
+        {
+            wait = 1;
         }
     }
 
     w->catching.nelts = 0;
+
+    /*
+     * A catch-up that one fetch did not bring whole waits for the rest:
+     * the first messages of its window may be frames of long ago (a
+     * camera that sent PNG before it sent JPEG), and the viewers are to
+     * get the newest of the window, not of its beginning.  For a moment
+     * only: a log whose end is never reached (transaction markers after
+     * the last message) must not keep the frames back.
+     */
+
+    if (wait) {
+        return;
+    }
 
     sources = w->conf->sources.elts;
 

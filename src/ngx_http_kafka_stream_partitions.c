@@ -355,6 +355,7 @@ ngx_http_kafka_stream_start_partition(ngx_http_kafka_stream_topic_t *t,
 
     part->state = NGX_HTTP_KAFKA_STREAM_HOT;
     part->catchup = 1;
+    part->started = ngx_current_msec;
     part->last = -1;
     ngx_http_kafka_stream_consumed(t, p, 1);
 
