@@ -193,6 +193,9 @@ GET /one
 --- http_config
     kafka_stream_brokers $TEST_NGINX_KAFKA_BROKERS;
     kafka_stream_idle_resend 0;
+    # every frame from the worker's start: a partition that starts with
+    # its viewer shows the newest of its catch-up only (t/fleet/)
+    kafka_stream_always_consume on;
 --- config
     location /all { kafka_stream parts; }
     location /status { kafka_stream_status; }
