@@ -92,6 +92,9 @@ typedef struct {
     ngx_str_t                       header;    /* the part's header lines */
     ngx_str_t                       image;
     ngx_str_t                       type;      /* "image/png" */
+    int                             kind;      /* ..._PNG or ..._JPEG */
+    int                             width;     /* from the image's header */
+    int                             height;    /*   once asked; -1: not yet */
     int64_t                         timestamp; /* Kafka, milliseconds */
 #if (NGX_HTTP_KAFKA_STREAM_IN_FILE)
     /*
@@ -669,6 +672,8 @@ ngx_http_kafka_stream_frame_t *ngx_http_kafka_stream_frame(
 ngx_http_kafka_stream_frame_t *ngx_http_kafka_stream_frame_make(
     u_char *image, size_t size, int type, int64_t timestamp,
     int32_t partition, int64_t offset);
+ngx_int_t ngx_http_kafka_stream_frame_size(ngx_http_kafka_stream_frame_t *f,
+    int *width, int *height);
 void ngx_http_kafka_stream_frame_release(ngx_http_kafka_stream_frame_t *f);
 void ngx_http_kafka_stream_frame_drop(ngx_http_kafka_stream_frame_t **f);
 void ngx_http_kafka_stream_frame_cleanup(void *data);

@@ -107,6 +107,9 @@ ngx_http_kafka_stream_frame_make(u_char *image, size_t size, int type,
     f->partition = partition;
     f->received = ngx_current_msec;
     f->timestamp = timestamp;
+    f->kind = type;
+    f->width = -1;
+    f->height = -1;
 
     if (type == NGX_HTTP_KAFKA_STREAM_PNG) {
         ngx_str_set(&f->type, "image/png");
@@ -122,6 +125,37 @@ ngx_http_kafka_stream_frame_make(u_char *image, size_t size, int type,
     return f;
 }
 
+
+
+/*
+ * The picture's size, from its header: read once per frame, when a size
+ * is first asked of it (a rendition, a viewer choosing its size), not for
+ * frames nobody scales.  NGX_DECLINED: the header does not tell.
+ */
+
+ngx_int_t
+ngx_http_kafka_stream_frame_size(ngx_http_kafka_stream_frame_t *f,
+    int *width, int *height)
+{
+    if (f->width < 0) {
+        if (ngx_http_kafka_stream_image_size(f->image.data, f->image.len,
+                                             f->kind, &f->width, &f->height)
+            != 0)
+        {
+            f->width = 0;
+            f->height = 0;
+        }
+    }
+
+    if (f->width == 0) {
+        return NGX_DECLINED;
+    }
+
+    *width = f->width;
+    *height = f->height;
+
+    return NGX_OK;
+}
 
 #if (NGX_HTTP_KAFKA_STREAM_IN_FILE)
 

@@ -169,7 +169,7 @@ ngx_uint_t
 ngx_http_kafka_stream_size_pick(ngx_http_kafka_stream_loc_conf_t *kslcf,
     int64_t width, int64_t height, ngx_http_kafka_stream_frame_t *f)
 {
-    int          w, h, type;
+    int          w, h;
     int64_t      want;
     ngx_uint_t   i, pick, *sizes;
 
@@ -177,12 +177,7 @@ ngx_http_kafka_stream_size_pick(ngx_http_kafka_stream_loc_conf_t *kslcf,
         return 0;
     }
 
-    type = ngx_http_kafka_stream_sniff(f->image.data, f->image.len);
-
-    if (ngx_http_kafka_stream_image_size(f->image.data, f->image.len, type,
-                                         &w, &h)
-        != 0)
-    {
+    if (ngx_http_kafka_stream_frame_size(f, &w, &h) != NGX_OK) {
         /* a picture of no size the header tells: the aspect assumed */
         w = 0;
         h = 0;
@@ -441,17 +436,13 @@ void
 ngx_http_kafka_stream_rendition_source(ngx_http_kafka_stream_rendition_t *rd,
     ngx_http_kafka_stream_frame_t *f)
 {
-    int  type, w, h;
+    int  w, h;
 
     if (rd->retired) {
         return;
     }
 
-    type = ngx_http_kafka_stream_sniff(f->image.data, f->image.len);
-
-    if (ngx_http_kafka_stream_image_size(f->image.data, f->image.len, type,
-                                         &w, &h)
-        == 0
+    if (ngx_http_kafka_stream_frame_size(f, &w, &h) == NGX_OK
         && (ngx_uint_t) w <= rd->width)
     {
         /* what is being made is older than this: it is not to be shown */
@@ -534,7 +525,6 @@ ngx_http_kafka_stream_rendition_make(void *data, ngx_log_t *log)
 {
     ngx_http_kafka_stream_rendition_t *rd = data;
 
-    int                             type;
     struct timespec                 start, end;
     ngx_http_kafka_stream_frame_t  *f;
 
@@ -542,10 +532,10 @@ ngx_http_kafka_stream_rendition_make(void *data, ngx_log_t *log)
 
     (void) clock_gettime(CLOCK_THREAD_CPUTIME_ID, &start);
 
-    type = ngx_http_kafka_stream_sniff(f->image.data, f->image.len);
+    /* f->kind was set when the frame was made: nothing here writes f */
 
-    rd->rc = ngx_http_kafka_stream_scale(f->image.data, f->image.len, type,
-                                         &rd->scale);
+    rd->rc = ngx_http_kafka_stream_scale(f->image.data, f->image.len,
+                                         f->kind, &rd->scale);
 
     (void) clock_gettime(CLOCK_THREAD_CPUTIME_ID, &end);
 
