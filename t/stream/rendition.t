@@ -585,21 +585,27 @@ GET /status
     kafka_stream_brokers $TEST_NGINX_KAFKA_BROKERS;
     kafka_stream_max_frame_size 16m;
 --- config
-    location /stream { kafka_stream w15; kafka_stream_sizes 320; }
+    location /stream {
+        kafka_stream w15;
+        kafka_stream_key $arg_id;
+        kafka_stream_sizes 320;
+    }
     location /status { kafka_stream_status; }
 --- init
 # A frame made before the viewer went was rightly made and shown: then
 # the viewer's file has it, and the block tries again (a loaded machine
-# may finish a frame before the viewer's kill), up to 5 times.
+# may finish a frame before the viewer's kill), up to 5 times, each with
+# a camera of its own (no latest frame to make when the viewer comes).
 $main::Shown = 0;
 $main::Left = 0;
 for my $try (1 .. 5) {
     my $file = File::Temp->new(UNLINK => 0)->filename;
-    my $pid = start_viewer('/stream?width=320', $file, 30);
+    my $pid = start_viewer("/stream?width=320&id=k$try", $file, 30);
     my $deadline = time + 10;
     Time::HiRes::sleep(0.02) until watched() || time > $deadline;
     # two 4K PNGs: one is made, the other waits; the viewer goes meanwhile
-    produce_batch('w15', [main::stamped(\@::Big, 100, 0, 1)],
+    produce_batch('w15', [map { [@$_, key => "k$try"] }
+                              main::stamped(\@::Big, 100, 0, 1)],
                   config => ['message.max.bytes=16000000']);
     main::making();
     kill 'TERM', $pid;
